@@ -1,0 +1,409 @@
+"""The `Poller` contract shared by every backend.
+
+A `Poller` is a single-threaded, level-triggered readiness loop. Descriptors are
+registered with an interest mask of `Events` bits and a handler; the handler is
+called as ``handler(fd, events)`` with exactly the object that was registered
+and the subset of the interest that is ready (plus ``ERROR`` where the backend
+can tell). Callbacks and timers run on the same thread, on the poller's
+monotonic clock (`time.monotonic`).
+
+Backends subclass `Poller` and implement a handful of ``_backend_*`` hooks; the
+bookkeeping that the contract requires of every backend (duplicate checks,
+unknown descriptors, closed descriptors, validation of masks, error handling,
+timer order, fork and close checks) lives here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import heapq
+import itertools
+import logging
+import os
+import threading
+import time
+from types import TracebackType
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Type, Union
+
+logger = logging.getLogger("pollers")
+
+
+class Events(enum.IntFlag):
+    """Readiness bits, with Tornado's values (``IOLoop.READ`` etc.)."""
+
+    NONE = 0
+    READ = 0x001
+    WRITE = 0x004
+    ERROR = 0x018
+
+
+READ = int(Events.READ)
+WRITE = int(Events.WRITE)
+ERROR = int(Events.ERROR)
+_VALID_BITS = READ | WRITE | ERROR
+_INTEREST_BITS = READ | WRITE
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+FileDescriptorLike = Union[int, HasFileno]
+Handler = Callable[[Any, int], None]
+"""``handler(fd, events)``: ``fd`` is the registered object, ``events`` an int mask."""
+
+Callback = Callable[..., object]
+
+
+class PollerClosedError(RuntimeError):
+    """Raised by any use of a `Poller` after `Poller.close`."""
+
+
+class PollerForkedError(RuntimeError):
+    """Raised when a poller is used in a process other than the one that made it."""
+
+
+def fileno_of(fd: FileDescriptorLike) -> int:
+    """Return the descriptor number of ``fd``; raise ValueError if it has none."""
+    if isinstance(fd, int):
+        number = fd
+    else:
+        try:
+            number = fd.fileno()
+        except AttributeError:
+            raise TypeError(
+                f"expected an int or an object with fileno(), got {type(fd).__name__}"
+            ) from None
+    if number < 0:
+        raise ValueError(f"invalid file descriptor {number} (closed?) for {fd!r}")
+    return number
+
+
+def check_events(events: int) -> int:
+    """Validate an interest mask and return the READ/WRITE part of it."""
+    if not isinstance(events, int) or events & ~_VALID_BITS or events < 0:
+        raise ValueError(
+            f"invalid event mask {events!r}: use Events.READ, Events.WRITE, "
+            "Events.ERROR or Events.NONE combined with |"
+        )
+    return int(events) & _INTEREST_BITS  # a plain int: handlers get plain ints
+
+
+class Registration:
+    """One registered descriptor: what the backends keep per descriptor.
+
+    ``events`` is the current interest; a backend masks every delivered event
+    with it at dispatch time, so an interest dropped (or an unregister) during
+    a batch suppresses events already fetched in that batch.
+    """
+
+    __slots__ = ("backend_data", "events", "fd", "fileobj", "handler")
+
+    def __init__(self, fd: int, fileobj: FileDescriptorLike, handler: Handler, events: int):
+        self.fd = fd
+        self.fileobj = fileobj
+        self.handler = handler
+        self.events = events
+        self.backend_data: Any = None
+
+
+class Timer:
+    """Handle of a `Poller.call_later` / `Poller.call_at` timer."""
+
+    __slots__ = ("_queue", "args", "callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callback, args: Tuple[Any, ...], queue: TimerQueue):
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+        self._queue = queue
+
+    def cancel(self) -> None:
+        """Prevent the callback from running; harmless if it already ran."""
+        if not self.cancelled:
+            self.cancelled = True
+            self._queue.note_cancelled()
+
+    def __repr__(self) -> str:
+        state = "cancelled" if self.cancelled else "pending"
+        return f"<Timer {state} when={self.when:.6f} callback={self.callback!r}>"
+
+
+class TimerQueue:
+    """A heap of timers; equal deadlines come out in the order they were added."""
+
+    def __init__(self) -> None:
+        self._heap: List[Tuple[float, int, Timer]] = []
+        self._sequence = itertools.count()
+        self._cancelled = 0
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, when: float, callback: Callback, args: Tuple[Any, ...]) -> Timer:
+        timer = Timer(when, callback, args, self)
+        heapq.heappush(self._heap, (when, next(self._sequence), timer))
+        return timer
+
+    def note_cancelled(self) -> None:
+        self._cancelled += 1
+        # Keep a heap of mostly-cancelled timers from growing without bound.
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
+            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
+
+    def first_deadline(self) -> Optional[float]:
+        """The earliest deadline of a timer that is not cancelled, or None."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heapq.heappop(heap)
+            self._cancelled -= 1
+        return heap[0][0] if heap else None
+
+    def pop_due(self, now: float) -> List[Timer]:
+        """Remove and return, in order, the timers due at ``now``."""
+        heap = self._heap
+        due = []
+        while heap and heap[0][0] <= now:
+            timer = heapq.heappop(heap)[2]
+            if timer.cancelled:
+                self._cancelled -= 1
+            else:
+                due.append(timer)
+        return due
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._cancelled = 0
+
+
+class Poller(abc.ABC):
+    """A level-triggered readiness loop; see ``docs/contract.md``.
+
+    Single-threaded: only `call_soon_threadsafe` may be called from another
+    thread. A poller belongs to the process that created it. Usable as a
+    context manager (`close` on exit).
+    """
+
+    #: The variant name, e.g. ``"selectors-epoll"``.
+    name: str = "abstract"
+
+    def __init__(self) -> None:
+        self._registrations: Dict[int, Registration] = {}
+        self._timers = TimerQueue()
+        self._closed = False
+        self._running = False
+        self._pid = os.getpid()
+
+    # -- descriptors -------------------------------------------------------
+
+    def register(self, fd: FileDescriptorLike, events: int, handler: Handler) -> None:
+        """Watch ``fd`` for ``events`` and call ``handler(fd, ready_events)``.
+
+        ``fd`` is an int or an object with ``fileno()``; the handler receives
+        that same object back. ``ERROR`` is always reported where the backend
+        can tell it, whether asked for or not. A descriptor already registered
+        raises ValueError.
+        """
+        self._check_usable()
+        number = fileno_of(fd)
+        interest = check_events(events)
+        if number in self._registrations:
+            raise ValueError(f"descriptor {number} is already registered with {self.name}")
+        registration = Registration(number, fd, handler, interest)
+        self._backend_register(registration)
+        self._registrations[number] = registration
+
+    def modify(self, fd: FileDescriptorLike, events: int) -> None:
+        """Change the interest of a registered ``fd``; ``Events.NONE`` idles it.
+
+        Unknown descriptor: KeyError. Setting the mask already set costs no
+        system call.
+        """
+        registration = self._lookup(fd)
+        if registration is None:
+            self._check_usable()
+            raise KeyError(f"descriptor {fd!r} is not registered with {self.name}")
+        interest = check_events(events)
+        if interest != registration.events:
+            self._check_usable()
+            self._backend_modify(registration, interest)
+            registration.events = interest
+
+    def unregister(self, fd: FileDescriptorLike) -> None:
+        """Forget ``fd``. Unknown or already-closed descriptors are not an error."""
+        self._check_usable()
+        registration = self._lookup(fd)
+        if registration is None:
+            return
+        del self._registrations[registration.fd]
+        registration.events = 0
+        self._backend_unregister(registration)
+
+    def _lookup(self, fd: FileDescriptorLike) -> Optional[Registration]:
+        if isinstance(fd, int):
+            return self._registrations.get(fd)
+        try:
+            number = fd.fileno()
+        except (AttributeError, OSError, ValueError):
+            number = -1
+        if number >= 0:
+            registration = self._registrations.get(number)
+            if registration is not None:
+                return registration
+        # A closed socket reports fileno() == -1: find it by identity instead.
+        for registration in self._registrations.values():
+            if registration.fileobj is fd:
+                return registration
+        return None
+
+    def _dispatch_failed(self, registration: Registration) -> None:
+        """Log the running handler's exception and unregister its descriptor."""
+        logger.exception(
+            "handler %r for descriptor %d raised; unregistering it",
+            registration.handler,
+            registration.fd,
+        )
+        if self._registrations.get(registration.fd) is registration and not self._closed:
+            self.unregister(registration.fileobj)
+
+    # -- callbacks and timers ----------------------------------------------
+
+    def time(self) -> float:
+        """The poller's clock: `time.monotonic`, in seconds."""
+        return time.monotonic()
+
+    def call_later(self, delay: float, callback: Callback, *args: Any) -> Timer:
+        """Run ``callback(*args)`` after ``delay`` seconds; returns a cancellable `Timer`."""
+        return self.call_at(time.monotonic() + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Callback, *args: Any) -> Timer:
+        """Run ``callback(*args)`` at ``when`` on the `time` clock.
+
+        Timers with equal deadlines run in the order they were scheduled.
+        """
+        self._check_usable()
+        timers = self._timers
+        previous = timers.first_deadline()
+        timer = timers.push(when, callback, args)
+        if previous is None or when < previous:
+            self._backend_first_deadline_changed(when)
+        return timer
+
+    def _run_due_timers(self) -> None:
+        for timer in self._timers.pop_due(time.monotonic()):
+            if not timer.cancelled:  # an earlier timer of this batch may cancel it
+                self._run_callback(timer.callback, timer.args)
+
+    @staticmethod
+    def _run_callback(callback: Callback, args: Tuple[Any, ...]) -> None:
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("callback %r raised", callback)
+
+    @abc.abstractmethod
+    def call_soon(self, callback: Callback, *args: Any) -> None:
+        """Run ``callback(*args)`` on the next pass, before waiting for I/O."""
+
+    @abc.abstractmethod
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
+        """`call_soon` from any thread; wakes a blocked wait at once."""
+
+    def add_signal_handler(self, sig: int, callback: Callback, *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop when signal ``sig`` arrives.
+
+        Main thread only (ValueError elsewhere), as for `signal.signal`.
+        """
+        self._check_usable()
+        if threading.current_thread() is not threading.main_thread():
+            raise ValueError("signal handlers can only be added from the main thread")
+        self._backend_add_signal_handler(sig, callback, args)
+
+    # -- running -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Dispatch events, callbacks and timers until `stop` is called."""
+        self._check_usable()
+        if self._running:
+            raise RuntimeError(f"{self.name} poller is already running")
+        self._running = True
+        try:
+            self._backend_run()
+        finally:
+            self._running = False
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Make `run` return after the current pass. Call from the loop's thread."""
+
+    def close(self) -> None:
+        """Release the OS resources. Idempotent; any later use raises `PollerClosedError`."""
+        if self._closed:
+            return
+        if self._running:
+            raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
+        self._closed = True
+        self._registrations.clear()
+        self._timers.clear()
+        self._backend_close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Poller:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._registrations)} registered"
+        return f"<{type(self).__name__} {self.name} {state}>"
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise PollerClosedError(f"the {self.name} poller is closed")
+        if os.getpid() != self._pid:
+            raise PollerForkedError(
+                f"this {self.name} poller was created in process {self._pid}; "
+                "after fork() create a new poller in the child"
+            )
+
+    # -- backend hooks -----------------------------------------------------
+
+    @abc.abstractmethod
+    def _backend_register(self, registration: Registration) -> None:
+        """Start watching ``registration.fd`` for ``registration.events``."""
+
+    @abc.abstractmethod
+    def _backend_modify(self, registration: Registration, events: int) -> None:
+        """Change the kernel interest; ``registration.events`` still holds the old mask."""
+
+    @abc.abstractmethod
+    def _backend_unregister(self, registration: Registration) -> None:
+        """Stop watching; must not raise if the descriptor was closed meanwhile."""
+
+    @abc.abstractmethod
+    def _backend_first_deadline_changed(self, when: float) -> None:
+        """A timer due at ``when`` is now the earliest one."""
+
+    @abc.abstractmethod
+    def _backend_add_signal_handler(
+        self, sig: int, callback: Callback, args: Tuple[Any, ...]
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def _backend_run(self) -> None: ...
+
+    @abc.abstractmethod
+    def _backend_close(self) -> None: ...

@@ -1,0 +1,80 @@
+"""Shared parts of the backends that sit on an asyncio event loop (asyncio, Tornado).
+
+Those loops bring their own timers, but asyncio does not promise that timers
+with equal deadlines run in the order they were scheduled. So these backends
+keep our `TimerQueue` and arm a single loop timer for its earliest deadline.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from typing import Any, Optional, Tuple
+
+from .base import Callback, Poller
+
+LOOP_KINDS = ("asyncio", "uvloop")
+
+
+def loop_unavailable_reason(kind: str) -> Optional[str]:
+    """None if the event loop ``kind`` can be made here, else why not."""
+    if kind == "asyncio":
+        return None
+    if kind == "uvloop":
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as exc:
+            return f"uvloop is not installed ({exc}); pip install 'pollers[uvloop]' (CPython only)"
+        return None
+    return f"unknown loop {kind!r}; choose from {', '.join(LOOP_KINDS)}"
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of ``kind`` (``asyncio`` or ``uvloop``); ValueError if impossible."""
+    reason = loop_unavailable_reason(kind)
+    if reason is not None:
+        raise ValueError(reason)
+    if kind == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+class LoopBackedPoller(Poller):
+    """A `Poller` whose waiting is done by ``self._asyncio_loop``."""
+
+    def __init__(self, asyncio_loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._asyncio_loop = asyncio_loop
+        self._armed_handle: Any = None
+        self._armed_for: Optional[float] = None
+
+    @abc.abstractmethod
+    def _schedule(self, delay: float, callback: Callback) -> Any:
+        """Ask the underlying loop to run ``callback()`` in ``delay`` seconds."""
+
+    @abc.abstractmethod
+    def _unschedule(self, handle: Any) -> None: ...
+
+    def _backend_first_deadline_changed(self, when: float) -> None:
+        self._arm(when)
+
+    def _arm(self, when: Optional[float]) -> None:
+        if when is None or (self._armed_for is not None and self._armed_for <= when):
+            return
+        if self._armed_handle is not None:
+            self._unschedule(self._armed_handle)
+        self._armed_for = when
+        self._armed_handle = self._schedule(max(0.0, when - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._armed_handle = self._armed_for = None
+        self._run_due_timers()
+        self._arm(self._timers.first_deadline())
+
+    def _backend_add_signal_handler(
+        self, sig: int, callback: Callback, args: Tuple[Any, ...]
+    ) -> None:
+        self._asyncio_loop.add_signal_handler(sig, self._run_callback, callback, args)

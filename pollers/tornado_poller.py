@@ -1,0 +1,84 @@
+"""`TornadoPoller`: descriptors through Tornado's ``IOLoop.add_handler``.
+
+Tornado is given the descriptor *number*, never the object: Tornado looks a
+handler up by ``fileno()``, which a closed socket reports as -1, so handing it
+objects would strand a closed socket's handler and refuse its reused number.
+Callbacks and timers go through the IOLoop (``add_callback``, ``call_later``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+from .base import Callback, Registration
+from .loop_base import LoopBackedPoller, new_event_loop
+
+
+def tornado_unavailable_reason() -> Optional[str]:
+    try:
+        import tornado.ioloop  # noqa: F401
+    except ImportError as exc:
+        return f"tornado is not installed ({exc}); pip install tornado"
+    return None
+
+
+class TornadoPoller(LoopBackedPoller):
+    def __init__(self, loop: str = "asyncio") -> None:
+        from tornado.platform.asyncio import AsyncIOLoop
+
+        asyncio_loop = new_event_loop(loop)
+        super().__init__(asyncio_loop)
+        self._ioloop = AsyncIOLoop(asyncio_loop=asyncio_loop, make_current=False)
+        self.name = "tornado" if loop == "asyncio" else f"tornado-{loop}"
+
+    # -- descriptors -------------------------------------------------------
+
+    def _make_dispatcher(self, registration: Registration) -> Callable[[int, int], None]:
+        def dispatch(fd: int, events: int) -> None:
+            events &= registration.events
+            if events:
+                try:
+                    registration.handler(registration.fileobj, events)
+                except Exception:
+                    self._dispatch_failed(registration)
+
+        return dispatch
+
+    def _backend_register(self, registration: Registration) -> None:
+        self._ioloop.add_handler(
+            registration.fd, self._make_dispatcher(registration), registration.events
+        )
+
+    def _backend_modify(self, registration: Registration, events: int) -> None:
+        self._ioloop.update_handler(registration.fd, events)
+
+    def _backend_unregister(self, registration: Registration) -> None:
+        try:
+            self._ioloop.remove_handler(registration.fd)
+        except (OSError, ValueError):
+            pass  # the descriptor was closed: the loop has forgotten it already
+
+    # -- callbacks, timers, running ---------------------------------------
+
+    def call_soon(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._ioloop.add_callback(self._run_callback, callback, args)
+
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._ioloop.add_callback(self._run_callback, callback, args)
+
+    def _schedule(self, delay: float, callback: Callback) -> Any:
+        return self._ioloop.call_later(delay, callback)
+
+    def _unschedule(self, handle: Any) -> None:
+        self._ioloop.remove_timeout(handle)
+
+    def _backend_run(self) -> None:
+        self._ioloop.start()
+
+    def stop(self) -> None:
+        self._ioloop.stop()
+
+    def _backend_close(self) -> None:
+        self._ioloop.close(all_fds=False)
