@@ -192,7 +192,7 @@ class SelectorPoller(Poller):
         run_callback = self._run_callback
         try:
             while True:
-                if ready:
+                if ready or self._stopping:  # stop() before run(): one pass, no waiting
                     timeout: Optional[float] = 0.0
                 else:
                     deadline = timers.first_deadline()
