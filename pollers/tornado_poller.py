@@ -53,10 +53,20 @@ class TornadoPoller(LoopBackedPoller):
         self._ioloop.update_handler(registration.fd, events)
 
     def _backend_unregister(self, registration: Registration) -> None:
-        try:
-            self._ioloop.remove_handler(registration.fd)
-        except (OSError, ValueError):
-            pass  # the descriptor was closed: the loop has forgotten it already
+        self._remove_handler(registration.fd)
+
+    def _remove_handler(self, fd: int) -> None:
+        # For a closed descriptor with both a reader and a writer, asyncio's
+        # remove_reader goes through selector.modify(), which fails (EBADF) after
+        # dropping the selector's key, and Tornado then keeps the descriptor in its
+        # tables (so its number could never be registered again). Each attempt
+        # clears more of that state; the second one finds no key and completes.
+        for _ in range(3):
+            try:
+                self._ioloop.remove_handler(fd)
+                return
+            except (OSError, ValueError):
+                continue
 
     # -- callbacks, timers, running ---------------------------------------
 
@@ -81,4 +91,7 @@ class TornadoPoller(LoopBackedPoller):
         self._ioloop.stop()
 
     def _backend_close(self) -> None:
+        # IOLoop.close() removes every handler itself, and fails on a closed one.
+        for fd in list(self._ioloop.handlers):
+            self._remove_handler(fd)
         self._ioloop.close(all_fds=False)
