@@ -50,11 +50,15 @@ class AsyncioPoller(LoopBackedPoller):
         loop = self._asyncio_loop
         fd = registration.fd
         if new & READ and not old & READ:
-            loop.add_reader(fd, self._on_readable, registration)
+            self._add_forgetting_stale_entry(
+                fd, lambda: loop.add_reader(fd, self._on_readable, registration)
+            )
         elif old & READ and not new & READ:
             loop.remove_reader(fd)
         if new & WRITE and not old & WRITE:
-            loop.add_writer(fd, self._on_writable, registration)
+            self._add_forgetting_stale_entry(
+                fd, lambda: loop.add_writer(fd, self._on_writable, registration)
+            )
         elif old & WRITE and not new & WRITE:
             loop.remove_writer(fd)
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from .base import Callback, Poller
+from .selector_poller import forget_stale_kernel_entry
 
 LOOP_KINDS = ("asyncio", "uvloop")
 
@@ -73,6 +74,20 @@ class LoopBackedPoller(Poller):
         self._armed_handle = self._armed_for = None
         self._run_due_timers()
         self._arm(self._timers.first_deadline())
+
+    def _add_forgetting_stale_entry(self, fd: int, add: Callable[[], object]) -> None:
+        """Run ``add()``; on EEXIST drop the kernel's stale entry for ``fd`` and retry once.
+
+        asyncio's own selector does not handle EEXIST (a dup of a closed descriptor
+        kept its epoll entry, and the number now names that socket again).
+        """
+        try:
+            add()
+        except FileExistsError:
+            selector = getattr(self._asyncio_loop, "_selector", None)
+            if selector is None or not forget_stale_kernel_entry(selector, fd):
+                raise
+            add()
 
     def _backend_add_signal_handler(
         self, sig: int, callback: Callback, args: Tuple[Any, ...]

@@ -55,6 +55,25 @@ def selector_unavailable_reason(kind: str) -> Optional[str]:
     return None
 
 
+def forget_stale_kernel_entry(selector: selectors.BaseSelector, fd: int) -> bool:
+    """Delete the kernel's entry for ``fd`` behind ``selector``'s back; False if impossible.
+
+    For EEXIST on add: the kernel still holds this number (a dup of the closed
+    descriptor kept its epoll entry alive, and the number now names that same
+    socket again) though the selector has no key for it. As libevent does,
+    delete the stale kernel entry so that the caller can add it again.
+    """
+    kernel = getattr(selector, "_selector", None)  # the select.epoll / devpoll object
+    unregister = getattr(kernel, "unregister", None)
+    if unregister is None:
+        return False
+    try:
+        unregister(fd)
+    except OSError:
+        return False
+    return True
+
+
 def _selector_kind(selector: selectors.BaseSelector) -> str:
     for kind, class_name in _SELECTOR_CLASSES.items():
         if type(selector).__name__ == class_name:
@@ -115,14 +134,8 @@ class SelectorPoller(Poller):
             self._selector_remove(registration.fd)
             self._selector.register(registration.fd, events, registration)
         except FileExistsError:
-            # EEXIST: the kernel still holds this number (a dup of the closed
-            # descriptor keeps its epoll entry alive) though the selector dropped
-            # its key. As libevent does, delete the stale kernel entry and add again.
-            kernel = getattr(self._selector, "_selector", None)
-            unregister = getattr(kernel, "unregister", None)
-            if unregister is None:
+            if not forget_stale_kernel_entry(self._selector, registration.fd):
                 raise
-            unregister(registration.fd)
             self._selector.register(registration.fd, events, registration)
 
     def _selector_remove(self, fd: int) -> None:

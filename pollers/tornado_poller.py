@@ -45,12 +45,22 @@ class TornadoPoller(LoopBackedPoller):
         return dispatch
 
     def _backend_register(self, registration: Registration) -> None:
-        self._ioloop.add_handler(
-            registration.fd, self._make_dispatcher(registration), registration.events
-        )
+        fd = registration.fd
+        dispatcher = self._make_dispatcher(registration)
+
+        def add() -> None:
+            try:
+                self._ioloop.add_handler(fd, dispatcher, registration.events)
+            except OSError:
+                # Tornado recorded the handler before asyncio refused the descriptor.
+                self._remove_handler(fd)
+                raise
+
+        self._add_forgetting_stale_entry(fd, add)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
-        self._ioloop.update_handler(registration.fd, events)
+        fd = registration.fd
+        self._add_forgetting_stale_entry(fd, lambda: self._ioloop.update_handler(fd, events))
 
     def _backend_unregister(self, registration: Registration) -> None:
         self._remove_handler(registration.fd)
