@@ -82,6 +82,7 @@ class AsyncioPoller(LoopBackedPoller):
         self._asyncio_loop.run_forever()
 
     def stop(self) -> None:
+        self._check_usable()
         self._asyncio_loop.stop()
 
     def _backend_close(self) -> None:

@@ -274,6 +274,7 @@ class Poller(abc.ABC):
 
     def time(self) -> float:
         """The poller's clock: `time.monotonic`, in seconds."""
+        self._check_usable()
         return time.monotonic()
 
     def call_later(self, delay: float, callback: Callback, *args: Any) -> Timer:

@@ -233,6 +233,7 @@ class SelectorPoller(Poller):
             self._stopping = False
 
     def stop(self) -> None:
+        self._check_usable()
         self._stopping = True
 
     def _backend_close(self) -> None:

@@ -98,6 +98,7 @@ class TornadoPoller(LoopBackedPoller):
         self._ioloop.start()
 
     def stop(self) -> None:
+        self._check_usable()
         self._ioloop.stop()
 
     def _backend_close(self) -> None:
