@@ -1,0 +1,26 @@
+"""An RFC 862 TCP echo server written once against `pollers.Poller`.
+
+- `server.connection`: the per-connection state machine (`Connection`, `State`, `Limits`);
+- `server.listener`: listening sockets and the accept loop (`Listener`, `open_listeners`);
+- `server.echo_server`: `EchoServer`, which ties them together (limits, idle sweep,
+  draining, counters);
+- `server.cli`: the ``echo-server`` command (``python -m server``).
+"""
+
+from pollers import __version__
+
+from .connection import Connection, Limits, State
+from .echo_server import EchoServer, ServerStats
+from .listener import Listener, format_address, open_listeners
+
+__all__ = [
+    "Connection",
+    "EchoServer",
+    "Limits",
+    "Listener",
+    "ServerStats",
+    "State",
+    "__version__",
+    "format_address",
+    "open_listeners",
+]

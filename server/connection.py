@@ -1,0 +1,310 @@
+"""One echo connection as an explicit state machine (modelled on h11).
+
+States (`State`):
+
+``OPEN``
+    Reading and echoing. Interest: READ, plus WRITE while bytes are owed.
+``PAUSED``
+    Backpressure: at least ``high_water`` bytes are owed because the client
+    does not read. Interest: WRITE only; back to ``OPEN`` once the owed bytes
+    fall to ``low_water`` or below.
+``DRAINING``
+    The peer sent EOF. Interest: WRITE until everything owed is sent; then
+    ``shutdown(SHUT_WR)`` and close.
+``CLOSED``
+    Unregistered and closed; terminal.
+
+The transitions live in two places only: `Connection._settle` (the owed byte
+count decides OPEN/PAUSED, and the end of DRAINING) and `Connection.close`
+(anything to CLOSED); `Connection._peer_closed` just marks DRAINING and
+settles. The interest mask follows from the state and is changed with
+``poller.modify`` only when it actually changes.
+
+I/O stays at the edges: `Connection.handle` is the poller handler. The read
+path reads with ``recv_into`` into a buffer shared by every connection of a
+server (so an idle connection holds no buffer at all), at most ``read_budget``
+bytes per readiness event for fairness, and sends each chunk at once; only
+what the kernel did not take is copied into a per-connection ``bytearray``
+(``None`` when nothing is owed). The handler receives plain ints and does no
+logging, no clock reading and no allocation per event beyond one memoryview
+slice per chunk.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import logging
+import socket
+from typing import Optional, Protocol
+
+from pollers import Poller
+from pollers.base import ERROR, READ, WRITE
+
+logger = logging.getLogger("server.connection")
+
+#: Errors that mean "the peer went away": the connection closes without a log line.
+QUIET_ERRNOS = frozenset(
+    {
+        errno.ECONNRESET,
+        errno.EPIPE,
+        errno.ENOTCONN,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.ESHUTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
+    }
+)
+
+
+class State(enum.Enum):
+    """The states of a `Connection`; see the module docstring."""
+
+    OPEN = "open"
+    PAUSED = "paused"
+    DRAINING = "draining"
+    CLOSED = "closed"
+
+
+# Module-level aliases: identity checks against them are the cheapest test.
+OPEN = State.OPEN
+PAUSED = State.PAUSED
+DRAINING = State.DRAINING
+CLOSED = State.CLOSED
+
+
+class ConnectionOwner(Protocol):
+    """What a connection needs from the server that owns it."""
+
+    def connection_closed(self, connection: Connection) -> None:
+        """Called once, when ``connection`` reaches CLOSED."""
+
+
+class Limits:
+    """Per-server tuning shared by its connections (immutable after creation)."""
+
+    __slots__ = ("buffer", "high_water", "low_water", "read_budget", "view")
+
+    def __init__(
+        self,
+        buffer_size: int = 64 * 1024,
+        read_budget: int = 256 * 1024,
+        high_water: int = 256 * 1024,
+        low_water: int = 64 * 1024,
+    ) -> None:
+        if buffer_size <= 0 or read_budget <= 0:
+            raise ValueError("buffer_size and read_budget must be positive")
+        if not 0 <= low_water < high_water:
+            raise ValueError(f"need 0 <= low_water < high_water, got {low_water}, {high_water}")
+        self.buffer = bytearray(buffer_size)
+        self.view = memoryview(self.buffer)
+        self.read_budget = read_budget
+        self.high_water = high_water
+        self.low_water = low_water
+
+
+class Connection:
+    """An accepted, nonblocking socket and its echo state; the poller calls `handle`."""
+
+    __slots__ = (
+        "_budget",
+        "_buffer",
+        "_high_water",
+        "_interest",
+        "_limits",
+        "_owner",
+        "_pending",
+        "_poller",
+        "_recv_into",
+        "_send",
+        "_size",
+        "_view",
+        "idle_mark",
+        "idle_since",
+        "received",
+        "sock",
+        "state",
+    )
+
+    def __init__(
+        self, sock: socket.socket, poller: Poller, owner: ConnectionOwner, limits: Limits
+    ) -> None:
+        self.sock = sock
+        self.state = OPEN
+        #: Bytes read from the peer so far; every one of them is either sent or owed.
+        self.received = 0
+        #: Used by the owner's idle sweep: last seen `progress` and since when.
+        self.idle_mark = 0
+        self.idle_since = 0.0
+        self._poller = poller
+        self._owner = owner
+        self._limits = limits
+        self._buffer = limits.buffer
+        self._view = limits.view
+        self._size = len(limits.buffer)
+        self._budget = limits.read_budget
+        self._high_water = limits.high_water
+        self._recv_into = sock.recv_into
+        self._send = sock.send
+        self._pending: Optional[bytearray] = None
+        self._interest = 0
+
+    def start(self) -> None:
+        """Register with the poller (READ). Raises what ``poller.register`` raises."""
+        self._poller.register(self.sock, READ, self.handle)
+        self._interest = READ
+
+    # -- accounting ----------------------------------------------------------
+
+    @property
+    def owed(self) -> int:
+        """Bytes read but not yet sent back."""
+        pending = self._pending
+        return len(pending) if pending is not None else 0
+
+    @property
+    def sent(self) -> int:
+        """Bytes echoed back so far."""
+        return self.received - self.owed
+
+    @property
+    def progress(self) -> int:
+        """Grows whenever a byte is received or sent (for idle detection)."""
+        return self.received + self.sent
+
+    # -- the poller handler --------------------------------------------------
+
+    def handle(self, sock: socket.socket, events: int) -> None:
+        """Poller handler: the READ-only case inline (the hot path), the rest elsewhere."""
+        if events != READ:
+            self._handle_other(events)
+            return
+        # Only OPEN connections have READ interest, so the state is OPEN here.
+        recv_into = self._recv_into
+        buffer = self._buffer
+        size = self._size
+        budget = self._budget
+        total = 0
+        while True:
+            try:
+                count = recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.received += total
+                self._failed(exc)
+                return
+            if not count:
+                self.received += total
+                self._peer_closed()
+                return
+            total += count
+            pending = self._pending
+            if pending is None:
+                try:
+                    sent = self._send(self._view[:count])
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as exc:
+                    self.received += total
+                    self._failed(exc)
+                    return
+                if sent == count:
+                    if count < size or total >= budget:
+                        break
+                    continue
+                pending = self._pending = bytearray(self._view[sent:count])
+            else:
+                pending += self._view[:count]
+            if count < size or total >= budget or len(pending) >= self._high_water:
+                break
+        self.received += total
+        if self._pending is not None:
+            self._settle()
+
+    def _handle_other(self, events: int) -> None:
+        """WRITE, ERROR, or READ together with either of them."""
+        if events & WRITE or (events & ERROR and self.state is not OPEN):
+            self._flush()
+        if self.state is OPEN and events & (READ | ERROR):
+            self.handle(self.sock, READ)
+
+    def _flush(self) -> None:
+        """Send what is owed (one ``send``: the kernel takes what it has room for)."""
+        pending = self._pending
+        if pending is not None:
+            try:
+                sent = self._send(pending)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._failed(exc)
+                return
+            if sent == len(pending):
+                self._pending = None
+            else:
+                del pending[:sent]
+        self._settle()
+
+    # -- transitions ---------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Derive the state from the owed bytes and apply the interest it implies."""
+        state = self.state
+        if state is CLOSED:
+            return
+        owed = self.owed
+        if state is OPEN:
+            if owed >= self._high_water:
+                state = PAUSED
+        elif state is PAUSED:
+            if owed <= self._limits.low_water:
+                state = OPEN
+        elif not owed:  # DRAINING with nothing left to send
+            self._finish()
+            return
+        self.state = state
+        interest = (READ if state is OPEN else 0) | (WRITE if owed else 0)
+        if interest != self._interest:
+            self._interest = interest
+            self._poller.modify(self.sock, interest)
+
+    def _peer_closed(self) -> None:
+        """The peer sent EOF: owe it what it sent, then close our side."""
+        self.state = DRAINING
+        self._settle()
+
+    def _finish(self) -> None:
+        """DRAINING is done: send our FIN, then close."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the peer is gone already; closing is all that is left
+        self.close()
+
+    def _failed(self, exc: OSError) -> None:
+        if exc.errno not in QUIET_ERRNOS:
+            logger.warning("closing connection fd %d after %s", self.sock.fileno(), exc)
+        self.close()
+
+    def close(self) -> None:
+        """Unregister and close the socket now, dropping anything owed. Idempotent."""
+        if self.state is CLOSED:
+            return
+        self.state = CLOSED
+        self._interest = 0
+        try:
+            if not self._poller.closed:
+                self._poller.unregister(self.sock)
+        finally:
+            self.sock.close()
+            self._owner.connection_closed(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection fd={self.sock.fileno()} {self.state.value} "
+            f"received={self.received} owed={self.owed}>"
+        )

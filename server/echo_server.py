@@ -1,0 +1,272 @@
+"""`EchoServer`: an RFC 862 echo service on any `Poller`.
+
+It ties a `Listener` to the `Connection` state machines it accepts, and owns
+what concerns all connections together: the ``max_connections`` limit, the
+idle sweep, graceful draining and the counters.
+
+Programmatic use (e.g. tests and benchmarks running it in a thread)::
+
+    poller = pollers.create("selectors-epoll")
+    server = EchoServer(poller, "127.0.0.1", 0).start()
+    thread = threading.Thread(target=poller.run); thread.start()
+    ...  # connect to server.address
+    poller.call_soon_threadsafe(server.close)
+    poller.call_soon_threadsafe(poller.stop); thread.join(); poller.close()
+
+Idle timeout: a coarse periodic sweep (every quarter of the timeout, at most
+every `MAX_SWEEP_INTERVAL` seconds) closes connections that neither received
+nor sent a byte since the sweep that last saw them move; so a connection idle
+for ``idle_timeout`` is closed within about 1.25 times that, and nothing is
+done per event.
+
+Draining (`EchoServer.drain`): the listener closes; open connections are
+served as usual until their clients close them or the deadline passes, when
+the rest are closed; then the callback runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
+
+from pollers import Poller, Timer
+
+from .connection import Connection, Limits
+from .listener import Address, Listener, format_address, open_listeners
+
+logger = logging.getLogger("server")
+
+MAX_SWEEP_INTERVAL = 5.0
+MIN_SWEEP_INTERVAL = 0.01
+
+
+class ServerStats(NamedTuple):
+    """Counters of an `EchoServer` (bytes include those of open connections)."""
+
+    accepted: int
+    """Connections accepted and served."""
+    open: int
+    """Connections open now."""
+    refused: int
+    """Connections accepted but closed at once because the poller refused them."""
+    idle_closed: int
+    """Connections closed by the idle timeout."""
+    accept_backoffs: int
+    """Times accepting paused after EMFILE/ENFILE/ENOBUFS/ENOMEM."""
+    bytes_in: int
+    bytes_out: int
+
+    def describe(self) -> str:
+        return ", ".join(f"{name}={value}" for name, value in self._asdict().items())
+
+
+class EchoServer:
+    """An echo server on ``poller`` listening on ``host``:``port``; see the module doc.
+
+    ``max_connections``: stop accepting while that many are open (None: no limit).
+    ``idle_timeout``: close connections that move no byte for that many seconds.
+    The other keywords tune the connections (see `Limits`) and the listening sockets.
+    """
+
+    def __init__(
+        self,
+        poller: Poller,
+        host: Optional[str] = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_connections: Optional[int] = None,
+        idle_timeout: Optional[float] = None,
+        backlog: int = socket.SOMAXCONN,
+        reuse_port: bool = False,
+        limits: Optional[Limits] = None,
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if idle_timeout is not None and idle_timeout <= 0:
+            raise ValueError(f"idle_timeout must be positive, got {idle_timeout}")
+        self.poller = poller
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self._backlog = backlog
+        self._reuse_port = reuse_port
+        self.limits = limits if limits is not None else Limits()
+        self.connections: Set[Connection] = set()
+        self._listener: Optional[Listener] = None
+        self._sweep_timer: Optional[Timer] = None
+        self._drain_timer: Optional[Timer] = None
+        self._on_drained: Optional[Callable[[], Any]] = None
+        self._closed = False
+        self._refusing = False
+        self._counts: Dict[str, int] = dict.fromkeys(
+            ("accepted", "refused", "idle_closed", "bytes_in", "bytes_out"), 0
+        )
+
+    # -- life cycle ------------------------------------------------------------
+
+    def start(self) -> EchoServer:
+        """Bind, listen and register with the poller; returns self. OSError if binding fails."""
+        if self._listener is not None:
+            raise RuntimeError("the server is already started")
+        sockets = open_listeners(self.host, self.port, self._backlog, self._reuse_port)
+        self._listener = Listener(self.poller, sockets, self._accepted)
+        try:
+            self._listener.start()
+        except BaseException:
+            self._listener.close()
+            raise
+        if self.idle_timeout is not None:
+            self._schedule_sweep()
+        for address in self.addresses:
+            logger.info("listening on %s with %s", format_address(address), self.poller.name)
+        return self
+
+    @property
+    def addresses(self) -> List[Address]:
+        """Every bound (host, port)."""
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        return self._listener.addresses
+
+    @property
+    def address(self) -> Address:
+        """The first bound (host, port)."""
+        return self.addresses[0]
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets; open connections carry on."""
+        if self._listener is not None:
+            self._listener.close()
+
+    def drain(self, timeout: float, callback: Callable[[], Any]) -> None:
+        """Stop accepting; run ``callback`` once no connection is left, or at ``timeout``.
+
+        At the deadline the connections still open are closed (what they are owed
+        is lost). Call on the poller's thread.
+        """
+        self.stop_accepting()
+        self._on_drained = callback
+        if not self.connections:
+            self._drained()
+            return
+        logger.info(
+            "draining %d open connection(s) for up to %.1f s", len(self.connections), timeout
+        )
+        self._drain_timer = self.poller.call_later(timeout, self._drain_expired)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection now. Idempotent; poller thread only."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop_accepting()
+        for timer in (self._sweep_timer, self._drain_timer):
+            if timer is not None:
+                timer.cancel()
+        self._sweep_timer = self._drain_timer = None
+        for connection in list(self.connections):
+            connection.close()
+
+    @property
+    def stats(self) -> ServerStats:
+        counts = self._counts
+        bytes_in, bytes_out = counts["bytes_in"], counts["bytes_out"]
+        for connection in self.connections:
+            bytes_in += connection.received
+            bytes_out += connection.sent
+        listener = self._listener
+        return ServerStats(
+            accepted=counts["accepted"],
+            open=len(self.connections),
+            refused=counts["refused"],
+            idle_closed=counts["idle_closed"],
+            accept_backoffs=listener.backoffs if listener is not None else 0,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+        )
+
+    # -- connections -------------------------------------------------------------
+
+    def _accepted(self, sock: socket.socket) -> None:
+        connection = Connection(sock, self.poller, self, self.limits)
+        try:
+            connection.start()
+        except (ValueError, OSError) as exc:
+            # E.g. select() cannot hold a descriptor >= FD_SETSIZE: refuse clearly.
+            sock.close()
+            self._counts["refused"] += 1
+            if not self._refusing:
+                self._refusing = True
+                logger.error("refusing connections: %s", exc)
+            return
+        if self._refusing:
+            self._refusing = False
+            logger.warning("accepting connections again (%d refused)", self._counts["refused"])
+        self._counts["accepted"] += 1
+        if self.idle_timeout is not None:
+            connection.idle_since = self.poller.time()
+        self.connections.add(connection)
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            assert self._listener is not None
+            self._listener.pause()
+
+    def connection_closed(self, connection: Connection) -> None:
+        """`ConnectionOwner` hook: count its bytes, maybe resume accepting or end a drain."""
+        self.connections.discard(connection)
+        counts = self._counts
+        counts["bytes_in"] += connection.received
+        counts["bytes_out"] += connection.sent
+        listener = self._listener
+        if listener is not None:
+            listener.descriptor_freed()
+            if self.max_connections is not None and len(self.connections) < self.max_connections:
+                listener.resume()
+        if self._on_drained is not None and not self.connections:
+            self._drained()
+
+    # -- timers ------------------------------------------------------------------
+
+    def _schedule_sweep(self) -> None:
+        assert self.idle_timeout is not None
+        interval = min(max(self.idle_timeout / 4, MIN_SWEEP_INTERVAL), MAX_SWEEP_INTERVAL)
+        self._sweep_timer = self.poller.call_later(interval, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close connections that moved no byte for ``idle_timeout`` seconds."""
+        assert self.idle_timeout is not None
+        now = self.poller.time()
+        deadline = now - self.idle_timeout
+        idle = []
+        for connection in self.connections:
+            progress = connection.progress
+            if progress != connection.idle_mark:
+                connection.idle_mark = progress
+                connection.idle_since = now
+            elif connection.idle_since <= deadline:
+                idle.append(connection)
+        if idle:
+            logger.info("closing %d idle connection(s)", len(idle))
+            self._counts["idle_closed"] += len(idle)
+            for connection in idle:
+                connection.close()
+        if not self._closed:
+            self._schedule_sweep()
+
+    def _drain_expired(self) -> None:
+        self._drain_timer = None
+        if self.connections:
+            logger.warning("drain deadline passed: closing %d connection(s)", len(self.connections))
+            for connection in list(self.connections):
+                connection.close()
+        if self._on_drained is not None:
+            self._drained()
+
+    def _drained(self) -> None:
+        callback, self._on_drained = self._on_drained, None
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+        if callback is not None:
+            self.poller.call_soon(callback)

@@ -1,0 +1,358 @@
+"""Helpers for the echo server tests: servers in a thread or a subprocess, and clients.
+
+Everything here is bounded in time: every blocking call has a deadline and a
+helper that runs out of time raises AssertionError saying what it waited for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import resource
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple
+
+import pollers
+from pollers import Poller
+from server import EchoServer
+
+REPO = Path(__file__).resolve().parent.parent
+Address = Tuple[str, int]
+
+#: Bigger chunks mean fewer Python-level iterations per MiB in the data tests.
+CHUNK = 1024 * 1024
+
+
+# -- servers -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_server(poller: Poller, host: str = "127.0.0.1", **options: Any) -> Iterator[EchoServer]:
+    """An `EchoServer` on ``poller``, run by a thread; closed and joined on exit."""
+    server = EchoServer(poller, host, 0, **options).start()
+    failure: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            poller.run()
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"server-{poller.name}", daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        on_loop(poller, server.close)
+        poller.call_soon_threadsafe(poller.stop)
+        thread.join(10)
+        assert not thread.is_alive(), "the server thread did not stop within 10 s"
+    assert not failure, f"poller.run() raised {failure[0]!r}"
+
+
+def on_loop(poller: Poller, function: Any, *args: Any, timeout: float = 10.0) -> Any:
+    """Run ``function(*args)`` on the poller's thread and return its result."""
+    done = threading.Event()
+    result: List[Any] = []
+    error: List[BaseException] = []
+
+    def call() -> None:
+        try:
+            result.append(function(*args))
+        except BaseException as exc:
+            error.append(exc)
+        finally:
+            done.set()
+
+    poller.call_soon_threadsafe(call)
+    assert done.wait(timeout), f"{function!r} did not run on the loop within {timeout} s"
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def variant_arguments(variant: str) -> List[str]:
+    """The command-line options selecting ``variant``."""
+    family, options = pollers.VARIANTS[variant]
+    arguments = ["--poller", family]
+    for name, value in options.items():
+        arguments += [f"--{name}", value]
+    return arguments
+
+
+class ServerProcess:
+    """``python -m server --port 0`` in a subprocess, with /proc readings of its resources."""
+
+    def __init__(
+        self, arguments: Sequence[str], nofile: Optional[int] = None, timeout: float = 20.0
+    ) -> None:
+        self.stderr_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        if nofile is None:
+            command = [sys.executable, "-m", "server"]
+        else:
+            bootstrap = (
+                "import resource, runpy, sys; "
+                "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+                f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, hard)); "
+                "sys.argv[0] = 'server'; runpy.run_module('server', run_name='__main__')"
+            )
+            command = [sys.executable, "-c", bootstrap]
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [*command, "--port", "0", *arguments],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr_file,
+        )
+        self.pid = self.process.pid
+        self.line = self._read_line(timeout)
+        host_port = self.line.split()[2]
+        host, _, port = host_port.rpartition(":")
+        self.address: Address = (host.strip("[]"), int(port))
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            self.kill()
+            raise AssertionError(f"no 'listening on' line within {timeout} s: {self.stderr()}")
+        line = self.process.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            self.kill()
+            raise AssertionError(f"unexpected first line {line!r}; stderr: {self.stderr()}")
+        return line
+
+    def stderr(self) -> str:
+        self.stderr_file.seek(0)
+        return self.stderr_file.read().decode(errors="replace")
+
+    def send_signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"the server did not exit within {timeout} s; stderr: {self.stderr()}"
+            ) from None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def status_kib(self, field: str) -> int:
+        """A ``kB`` field of /proc/PID/status, e.g. ``VmRSS`` or ``VmHWM``."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time so far, from /proc/PID/stat."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def open_descriptors(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self.stderr_file.close()
+
+
+def needs_proc() -> Optional[str]:
+    """None if /proc/PID/status and /proc/PID/stat are readable here, else why not."""
+    if not Path("/proc/self/status").exists():
+        return "needs /proc (Linux)"
+    return None
+
+
+def raise_descriptor_limit(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE soft limit toward ``wanted``; return the result."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+# -- clients -------------------------------------------------------------------
+
+
+def connect(address: Address, timeout: float = 10.0, rcvbuf: Optional[int] = None) -> socket.socket:
+    """A blocking client socket with a timeout (and, if given, a small receive buffer)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+    try:
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reset(sock: socket.socket) -> None:
+    """Close ``sock`` with an RST instead of a FIN (SO_LINGER 0)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    sock.close()
+
+
+def recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+    """Read exactly ``size`` bytes before ``deadline`` (time.monotonic), or fail saying why."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    got = 0
+    while got < size:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"only {got} of {size} bytes came back in time"
+        sock.settimeout(remaining)
+        count = sock.recv_into(view[got:])
+        assert count, f"EOF after {got} of {size} bytes"
+        got += count
+    return bytes(buffer)
+
+
+def expect_eof(sock: socket.socket, timeout: float) -> None:
+    """The peer closes: recv returns b"" (or the connection is reset) within ``timeout``."""
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(65536)
+    except ConnectionResetError:
+        return
+    assert data == b"", f"expected EOF, got {len(data)} more bytes"
+
+
+def is_closed_by_peer(sock: socket.socket, timeout: float) -> bool:
+    """True if the peer closed (EOF or reset) within ``timeout``, False if still open."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def echo(sock: socket.socket, payload: bytes, timeout: float = 10.0) -> bytes:
+    """Send ``payload`` and return what comes back (as many bytes)."""
+    sock.sendall(payload)
+    return recv_exactly(sock, len(payload), time.monotonic() + timeout)
+
+
+class PatternSource:
+    """A reproducible stream of pseudo-random bytes, served as slices of one random block.
+
+    Chunk ``i`` starts at a pseudo-random offset in the block, so the stream does
+    not repeat with a short period, yet producing it costs no copying.
+    """
+
+    def __init__(self, seed: int, block_size: int = 8 * CHUNK) -> None:
+        rng = random.Random(seed)
+        self.block = memoryview(rng.randbytes(block_size + CHUNK))
+        self.offsets = random.Random(seed + 1)
+
+    def chunks(self, total: int, chunk: int = CHUNK) -> Iterator[memoryview]:
+        limit = len(self.block) - chunk
+        left = total
+        while left > 0:
+            size = min(chunk, left)
+            start = self.offsets.randrange(limit)
+            yield self.block[start : start + size]
+            left -= size
+
+
+class Transfer:
+    """Send ``total`` pattern bytes on ``sock`` from a thread; the caller reads them back.
+
+    ``sent`` counts bytes handed to the kernel so far; ``checksum`` is the CRC-32
+    of everything sent once the thread is done; ``error`` holds what it raised.
+    """
+
+    def __init__(
+        self, sock: socket.socket, total: int, seed: int = 1, shutdown_after: bool = False
+    ) -> None:
+        self.sock = sock
+        self.total = total
+        self.sent = 0
+        self.checksum = 0
+        self.error: Optional[BaseException] = None
+        self._source = PatternSource(seed)
+        self._shutdown_after = shutdown_after
+        self.thread = threading.Thread(target=self._send, name="transfer", daemon=True)
+
+    def start(self) -> Transfer:
+        self.thread.start()
+        return self
+
+    def _send(self) -> None:
+        checksum = 0
+        sendall = self.sock.sendall
+        crc32 = zlib.crc32
+        try:
+            for chunk in self._source.chunks(self.total):
+                checksum = crc32(chunk, checksum)
+                sendall(chunk)
+                self.sent += len(chunk)
+            if self._shutdown_after:
+                self.sock.shutdown(socket.SHUT_WR)
+        except BaseException as exc:
+            self.error = exc
+        self.checksum = checksum
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the sender is stuck after {self.sent} bytes"
+        if self.error is not None:
+            raise AssertionError(f"the sender failed after {self.sent} bytes") from self.error
+
+
+def receive_all(
+    sock: socket.socket, expected: int, deadline: float, until_eof: bool = False
+) -> Tuple[int, int]:
+    """Read ``expected`` bytes (then, if ``until_eof``, the EOF); return (count, CRC-32)."""
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    recv_into = sock.recv_into
+    crc32 = zlib.crc32
+    checksum = 0
+    got = 0
+    while got < expected or until_eof:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"only {got} of {expected} bytes came back in time"
+        sock.settimeout(remaining)
+        count = recv_into(buffer)
+        if not count:
+            break
+        checksum = crc32(view[:count], checksum)
+        got += count
+    return got, checksum
+
+
+def signal_name(signum: int) -> str:
+    return signal.Signals(signum).name

@@ -1,0 +1,311 @@
+"""The echo server on every variant, in-process: the server runs `poller.run()` on a thread.
+
+Every test here runs once per variant (the ``poller`` fixture) with the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+from typing import Iterator, List
+
+import pytest
+from echo_client import (
+    Transfer,
+    connect,
+    echo,
+    expect_eof,
+    is_closed_by_peer,
+    on_loop,
+    raise_descriptor_limit,
+    receive_all,
+    recv_exactly,
+    reset,
+    running_server,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pollers import Poller
+from server import EchoServer, Limits, State
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def server(poller: Poller) -> Iterator[EchoServer]:
+    with running_server(poller) as running:
+        yield running
+
+
+def wait_until(condition: object, timeout: float, what: str) -> None:
+    """Poll ``condition()`` until true, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+# -- byte-exact echo -------------------------------------------------------------
+
+
+@st.composite
+def chunked_payloads(draw: st.DrawFn) -> List[bytes]:
+    payload = draw(st.binary(min_size=1, max_size=48 * 1024))
+    cuts = sorted(draw(st.lists(st.integers(0, len(payload)), max_size=12)))
+    bounds = [0, *cuts, len(payload)]
+    return [payload[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(chunks=chunked_payloads())
+def test_echo_is_byte_exact_whatever_the_chunking(server: EchoServer, chunks: List[bytes]) -> None:
+    with connect(server.address) as sock:
+        for chunk in chunks:
+            sock.sendall(chunk)
+        expected = b"".join(chunks)
+        assert recv_exactly(sock, len(expected), time.monotonic() + 10) == expected
+        sock.shutdown(socket.SHUT_WR)
+        expect_eof(sock, 10)
+
+
+def test_200_connections_at_once(server: EchoServer) -> None:
+    rng = random.Random(200)
+    clients = [connect(server.address) for _ in range(200)]
+    try:
+        payloads = [rng.randbytes(rng.randrange(1, 16 * 1024)) for _ in clients]
+        offsets = [0] * len(clients)
+        # Interleave random-sized pieces over all connections until all is sent.
+        while any(offset < len(p) for offset, p in zip(offsets, payloads)):
+            for index, sock in enumerate(clients):
+                payload, offset = payloads[index], offsets[index]
+                if offset < len(payload):
+                    end = min(len(payload), offset + rng.randrange(1, 4096))
+                    sock.sendall(payload[offset:end])
+                    offsets[index] = end
+        deadline = time.monotonic() + 20
+        for sock, payload in zip(clients, payloads):
+            assert recv_exactly(sock, len(payload), deadline) == payload
+        assert on_loop(server.poller, lambda: server.stats.open) == 200
+    finally:
+        for sock in clients:
+            sock.close()
+
+
+def test_256_mib_through_one_connection(server: EchoServer) -> None:
+    total = 256 * MiB
+    with connect(server.address, timeout=60) as sock:
+        transfer = Transfer(sock, total, seed=256).start()
+        got, checksum = receive_all(sock, total, time.monotonic() + 90)
+        transfer.join(10)
+        assert got == total
+        assert checksum == transfer.checksum
+    stats = on_loop(server.poller, lambda: server.stats)
+    assert stats.bytes_in == stats.bytes_out == total
+
+
+def test_half_close_gets_everything_back_then_eof(server: EchoServer) -> None:
+    total = 8 * MiB
+    with connect(server.address) as sock:
+        transfer = Transfer(sock, total, seed=8, shutdown_after=True).start()
+        got, checksum = receive_all(sock, total, time.monotonic() + 30, until_eof=True)
+        transfer.join(10)
+        assert (got, checksum) == (total, transfer.checksum)  # then EOF, nothing more
+
+
+def test_backpressure_pauses_reading_and_resumes(poller: Poller) -> None:
+    limits = Limits(buffer_size=4096, read_budget=16384, high_water=32 * 1024, low_water=8 * 1024)
+    with (
+        running_server(poller, limits=limits) as server,
+        connect(server.address, rcvbuf=4096) as sock,
+    ):
+        total = 16 * MiB
+        transfer = Transfer(sock, total, seed=3).start()
+        # The client does not read: the server must stop reading at the high-water mark.
+        wait_until(
+            lambda: (
+                [c.state for c in on_loop(poller, lambda: list(server.connections))]
+                == [State.PAUSED]
+            ),
+            10,
+            "the connection to pause",
+        )
+        owed = on_loop(poller, lambda: next(iter(server.connections)).owed)
+        assert 32 * 1024 <= owed < 32 * 1024 + 16384
+        assert transfer.sent < total
+        got, checksum = receive_all(sock, total, time.monotonic() + 60)
+        transfer.join(10)
+        assert (got, checksum) == (total, transfer.checksum)
+
+
+# -- faults ----------------------------------------------------------------------
+
+
+def test_clients_that_reset_mid_stream_do_not_disturb_others(
+    server: EchoServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    payload = random.Random(100).randbytes(256 * 1024)
+    for _ in range(2):
+        clients = [connect(server.address) for _ in range(50)]
+        for sock in clients:
+            sock.setblocking(False)
+            try:
+                sock.send(payload)  # as much as fits; the client never reads the echo
+            except BlockingIOError:
+                pass
+        for sock in clients:
+            reset(sock)
+    wait_until(lambda: on_loop(server.poller, lambda: server.stats.open) == 0, 10, "cleanup")
+    with connect(server.address) as sock:
+        assert echo(sock, b"still serving") == b"still serving"
+    assert on_loop(server.poller, lambda: server.stats.accepted) == 101
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+def test_5000_concurrent_connections(
+    poller: Poller, variant_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    count = 5000
+    limit = raise_descriptor_limit(2 * count + 200)
+    if limit < 2 * count + 100:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {limit} is too low for {count} connections")
+    refuses_large_descriptors = variant_name == "selectors-select"
+    with running_server(poller) as server:
+        clients: List[socket.socket] = []
+        try:
+            for _ in range(count):
+                clients.append(connect(server.address))
+            for index, sock in enumerate(clients):
+                try:
+                    sock.sendall(index.to_bytes(4, "big"))
+                except (BrokenPipeError, ConnectionResetError):
+                    assert refuses_large_descriptors
+            deadline = time.monotonic() + 60
+            served = refused = 0
+            for index, sock in enumerate(clients):
+                try:
+                    answer = recv_exactly(sock, 4, deadline)
+                except (ConnectionResetError, AssertionError):
+                    if not refuses_large_descriptors:
+                        raise
+                    refused += 1
+                    continue
+                assert answer == index.to_bytes(4, "big")
+                served += 1
+            stats = on_loop(poller, lambda: server.stats)
+            if refuses_large_descriptors:
+                # select() cannot hold descriptors >= FD_SETSIZE: those are refused,
+                # closed at once (never left hanging) and the reason is logged.
+                assert 0 < served < count and served + refused == count
+                assert stats.refused == refused
+                assert "FD_SETSIZE" in caplog.text
+            else:
+                assert served == count
+                assert stats.open == count and stats.refused == 0
+        finally:
+            for sock in clients:
+                sock.close()
+
+
+# -- limits ----------------------------------------------------------------------
+
+
+def test_idle_timeout_closes_only_idle_connections(poller: Poller) -> None:
+    with running_server(poller, idle_timeout=0.4) as server:
+        idle = connect(server.address)
+        busy = connect(server.address)
+        owed_idle = connect(server.address, rcvbuf=4096)
+        try:
+            assert echo(idle, b"hello") == b"hello"
+            started = time.monotonic()
+            # owed_idle: the server owes it data it never reads, and it sends nothing more.
+            transfer = Transfer(owed_idle, 256 * MiB, seed=5).start()
+            while time.monotonic() - started < 1.2:
+                assert echo(busy, b"tick") == b"tick"
+                time.sleep(0.05)
+            assert is_closed_by_peer(idle, 2.0)
+            assert time.monotonic() - started >= 0.4
+            # Closed with data unread, the server resets: the stuck sender fails.
+            transfer.thread.join(5)
+            assert not transfer.thread.is_alive()
+            assert isinstance(transfer.error, (ConnectionResetError, BrokenPipeError))
+            assert echo(busy, b"still here") == b"still here"
+            assert on_loop(poller, lambda: server.stats.idle_closed) == 2
+        finally:
+            for sock in (idle, busy, owed_idle):
+                sock.close()
+
+
+def test_max_connections_holds(poller: Poller) -> None:
+    with running_server(poller, max_connections=3) as server:
+        first = [connect(server.address) for _ in range(3)]
+        waiting = [connect(server.address) for _ in range(2)]  # queued in the backlog
+        try:
+            for sock in first:
+                assert echo(sock, b"in") == b"in"
+            for sock in waiting:
+                sock.sendall(b"wait")
+            for sock in waiting:
+                assert not is_closed_by_peer(sock, 0.3)  # no echo, no close: just waiting
+            stats = on_loop(poller, lambda: server.stats)
+            assert (stats.accepted, stats.open) == (3, 3)
+            first.pop().close()
+            assert recv_exactly(waiting[0], 4, time.monotonic() + 5) == b"wait"
+            assert not is_closed_by_peer(waiting[1], 0.3)
+            assert on_loop(poller, lambda: server.stats.open) == 3
+            first.pop().close()
+            assert recv_exactly(waiting[1], 4, time.monotonic() + 5) == b"wait"
+        finally:
+            for sock in first + waiting:
+                sock.close()
+
+
+def test_drain_serves_open_connections_then_calls_back(poller: Poller) -> None:
+    with running_server(poller) as server:
+        drained: List[float] = []
+        with connect(server.address) as sock:
+            assert echo(sock, b"accepted") == b"accepted"
+            on_loop(poller, server.drain, 10.0, lambda: drained.append(time.monotonic()))
+            with pytest.raises(ConnectionRefusedError):
+                connect(server.address).close()
+            assert echo(sock, b"during drain") == b"during drain"
+            assert not drained
+        wait_until(lambda: drained, 5, "the drain callback")
+
+
+def test_drain_deadline_closes_what_is_left(poller: Poller) -> None:
+    with running_server(poller) as server, connect(server.address) as sock:
+        assert echo(sock, b"x") == b"x"
+        drained: List[bool] = []
+        started = time.monotonic()
+        on_loop(poller, server.drain, 0.3, lambda: drained.append(True))
+        assert is_closed_by_peer(sock, 5)
+        assert time.monotonic() - started >= 0.3
+        wait_until(lambda: drained, 5, "the drain callback")
+
+
+def test_stats_count_connections_and_bytes(server: EchoServer) -> None:
+    for size in (1, 1000, 100_000):
+        with connect(server.address) as sock:
+            assert echo(sock, b"s" * size) == b"s" * size
+    wait_until(lambda: on_loop(server.poller, lambda: server.stats.open) == 0, 5, "closes")
+    stats = on_loop(server.poller, lambda: server.stats)
+    assert (stats.accepted, stats.bytes_in, stats.bytes_out) == (3, 101_001, 101_001)
+
+
+def test_ipv6(poller: Poller) -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1 here: {exc}")
+    with running_server(poller, host="::1") as server, connect(server.address) as sock:
+        assert server.address[0] == "::1"
+        assert echo(sock, b"over IPv6") == b"over IPv6"
