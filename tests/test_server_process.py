@@ -1,0 +1,128 @@
+"""The echo server as a subprocess, where its memory and CPU time can be read from /proc.
+
+Every test runs once per variant; they need Linux's /proc and are skipped elsewhere.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Iterator, List
+
+import pytest
+from echo_client import (
+    ServerProcess,
+    Transfer,
+    connect,
+    echo,
+    needs_proc,
+    raise_descriptor_limit,
+    receive_all,
+    recv_exactly,
+    variant_arguments,
+)
+
+MiB = 1024 * 1024
+
+pytestmark = pytest.mark.skipif(needs_proc() is not None, reason=str(needs_proc()))
+
+
+@pytest.fixture
+def server_process(variant_name: str) -> Iterator[ServerProcess]:
+    with ServerProcess([*variant_arguments(variant_name), "--log-level", "warning"]) as process:
+        yield process
+
+
+def test_slow_reader_memory_stays_bounded(server_process: ServerProcess) -> None:
+    """200 MiB to a client that does not read for 2 s: the server's memory stays flat."""
+    total = 200 * MiB
+    bound_kib = 64 * 1024
+    with connect(server_process.address, timeout=60, rcvbuf=64 * 1024) as sock:
+        assert echo(sock, b"warm up") == b"warm up"
+        baseline = server_process.status_kib("VmRSS")
+        transfer = Transfer(sock, total, seed=200).start()
+        time.sleep(2.0)  # not reading: the server must stop reading too
+        stalled_at = transfer.sent
+        rss_while_stalled = server_process.status_kib("VmRSS")
+        got, checksum = receive_all(sock, total, time.monotonic() + 120)
+        transfer.join(10)
+        peak = server_process.status_kib("VmHWM")
+    assert (got, checksum) == (total, transfer.checksum)
+    assert stalled_at < total // 2, f"the sender was not held back ({stalled_at} bytes sent)"
+    assert rss_while_stalled - baseline < bound_kib
+    assert peak - baseline < bound_kib, f"VmHWM {peak} KiB vs baseline VmRSS {baseline} KiB"
+    print(
+        f"\nslow reader: baseline VmRSS {baseline} KiB, VmRSS while stalled "
+        f"{rss_while_stalled} KiB, VmHWM {peak} KiB, sender stalled at {stalled_at} bytes"
+    )
+
+
+def test_idle_connection_memory(server_process: ServerProcess, variant_name: str) -> None:
+    """Measures (and bounds generously) the server's resident memory per idle connection."""
+    # select() cannot watch descriptors >= FD_SETSIZE (1024): measure it below that.
+    count = 900 if variant_name == "selectors-select" else 2000
+    raise_descriptor_limit(count + 500)
+    warm = [connect(server_process.address) for _ in range(100)]
+    for sock in warm:
+        assert echo(sock, b"w") == b"w"
+    for sock in warm:
+        sock.close()
+    time.sleep(0.2)
+    baseline = server_process.status_kib("VmRSS")
+    clients: List[socket.socket] = []
+    try:
+        for _ in range(count):
+            clients.append(connect(server_process.address))
+        for sock in clients:
+            sock.sendall(b"i")
+        deadline = time.monotonic() + 30
+        for sock in clients:
+            assert recv_exactly(sock, 1, deadline) == b"i"
+        after = server_process.status_kib("VmRSS")
+    finally:
+        for sock in clients:
+            sock.close()
+    per_connection = (after - baseline) * 1024 / count
+    print(f"\nidle connections: {per_connection:.0f} bytes of VmRSS each ({count} connections)")
+    assert per_connection < 16 * 1024
+
+
+def test_emfile_backs_off_without_spinning(variant_name: str) -> None:
+    """More clients than descriptors: accepting pauses (little CPU), resumes when fds free up."""
+    nofile = 64
+    with ServerProcess(
+        [*variant_arguments(variant_name), "--log-level", "warning"], nofile=nofile
+    ) as process:
+        free = nofile - process.open_descriptors()
+        assert free > 5, f"only {free} descriptors left after start-up"
+        served = [connect(process.address) for _ in range(free)]
+        waiting = [connect(process.address) for _ in range(20)]  # complete in the backlog
+        try:
+            for sock in served:
+                assert echo(sock, b"served") == b"served"
+            for sock in waiting:
+                sock.sendall(b"waiting")
+            time.sleep(0.3)  # let the server hit EMFILE and back off
+            cpu_before = process.cpu_seconds()
+            started = time.monotonic()
+            time.sleep(2.0)
+            cpu = process.cpu_seconds() - cpu_before
+            wall = time.monotonic() - started
+            assert cpu < 0.3, f"{cpu:.2f} s of CPU in {wall:.2f} s while out of descriptors"
+            for sock in waiting:
+                sock.settimeout(0.01)
+                with pytest.raises(socket.timeout):
+                    sock.recv(1)  # not served yet
+            log = process.stderr()
+            assert "Too many open files" in log
+            backoff_lines = log.count("accept() failed")
+            assert 1 <= backoff_lines <= 10, log
+            for sock in served[: len(waiting) + 2]:
+                sock.close()
+            deadline = time.monotonic() + 5
+            for sock in waiting:
+                assert recv_exactly(sock, 7, deadline) == b"waiting"
+        finally:
+            for sock in served + waiting:
+                sock.close()
+    print(f"\nEMFILE: {cpu:.3f} s CPU over {wall:.2f} s, {backoff_lines} back-off log line(s)")
