@@ -342,15 +342,22 @@ class Poller(abc.ABC):
         """Make `run` return after the current pass. Call from the loop's thread."""
 
     def close(self) -> None:
-        """Release the OS resources. Idempotent; any later use raises `PollerClosedError`."""
+        """Release the OS resources. Idempotent; any later use raises `PollerClosedError`.
+
+        In a forked child this only marks the poller closed: its kernel objects are
+        shared with the parent (an epoll set, the loop's registrations in it), and
+        releasing them through the backend would unregister the parent's descriptors.
+        """
         if self._closed:
             return
-        if self._running:
+        forked = os.getpid() != self._pid
+        if self._running and not forked:
             raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
         self._closed = True
         self._registrations.clear()
         self._timers.clear()
-        self._backend_close()
+        if not forked:
+            self._backend_close()
 
     @property
     def closed(self) -> bool:
