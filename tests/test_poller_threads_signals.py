@@ -1,0 +1,166 @@
+"""Waking and stopping a poller: from another thread, a handler, a timer, a signal.
+
+``call_soon_threadsafe`` is the only call allowed from another thread and wakes a
+blocked wait at once; ``stop()`` ends ``run()`` whatever calls it on the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Callable, List
+
+import pytest
+from helpers import READ, SAFETY_TIMEOUT, Recorder, SafetyNet, Sockets, run_once
+
+from pollers import Events, Poller
+
+#: The safety net for a wait that should end promptly; far above any real wake-up.
+WAKE_BOUND = 10.0
+
+
+def _run_expecting_a_prompt_stop(poller: Poller) -> None:
+    net = SafetyNet(poller, WAKE_BOUND)
+    poller.run()
+    net.cancel()
+    assert not net.fired, "run() was not stopped; the safety net ended it"
+
+
+def _in_thread(action: Callable[[], None], delay: float = 0.05) -> threading.Thread:
+    """Run ``action`` on another thread after ``delay`` seconds."""
+    started = threading.Event()
+
+    def body() -> None:
+        started.set()
+        threading.Event().wait(delay)
+        action()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    started.wait(SAFETY_TIMEOUT)
+    return thread
+
+
+@pytest.mark.parametrize("with_idle_socket", [False, True])
+def test_call_soon_threadsafe_wakes_a_blocked_run(poller: Poller, with_idle_socket: bool) -> None:
+    with Sockets() as sockets:
+        if with_idle_socket:
+            mine, _ = sockets.pair()
+            poller.register(mine, Events.READ, Recorder())
+        ran_on: List[threading.Thread] = []
+
+        def on_loop() -> None:
+            ran_on.append(threading.current_thread())
+            poller.stop()
+
+        thread = _in_thread(lambda: poller.call_soon_threadsafe(on_loop))
+        _run_expecting_a_prompt_stop(poller)
+        thread.join(SAFETY_TIMEOUT)
+        assert ran_on == [threading.main_thread()]
+
+
+def test_many_call_soon_threadsafe_calls_all_run_in_order(poller: Poller) -> None:
+    seen: List[int] = []
+
+    def send_all() -> None:
+        for index in range(2000):
+            poller.call_soon_threadsafe(seen.append, index)
+        poller.call_soon_threadsafe(poller.stop)
+
+    thread = _in_thread(send_all, delay=0.01)
+    _run_expecting_a_prompt_stop(poller)
+    thread.join(SAFETY_TIMEOUT)
+    assert seen == list(range(2000))
+
+
+def test_stop_from_a_handler(poller: Poller) -> None:
+    with Sockets() as sockets:
+        mine, peer = sockets.pair()
+        peer.send(b"data")
+        recorder = Recorder(lambda sock, events: poller.stop())
+        poller.register(mine, READ, recorder)
+        _run_expecting_a_prompt_stop(poller)
+        assert recorder.count >= 1
+        # The poller runs again after a stop.
+        calls = recorder.count
+        _run_expecting_a_prompt_stop(poller)
+        assert recorder.count > calls
+
+
+def test_stop_from_a_timer(poller: Poller) -> None:
+    poller.call_later(0.02, poller.stop)
+    _run_expecting_a_prompt_stop(poller)
+
+
+def test_stop_from_another_thread_through_call_soon_threadsafe(poller: Poller) -> None:
+    thread = _in_thread(lambda: poller.call_soon_threadsafe(poller.stop))
+    _run_expecting_a_prompt_stop(poller)
+    thread.join(SAFETY_TIMEOUT)
+
+
+@pytest.mark.parametrize("sender", ["timer", "thread"])
+def test_stop_from_a_signal_handler(poller: Poller, sender: str) -> None:
+    """SIGUSR1 to ourselves: from a timer on the loop, or from a thread while run() blocks."""
+    assert threading.current_thread() is threading.main_thread()
+    seen: List[str] = []
+
+    def on_signal(label: str) -> None:
+        seen.append(label)
+        poller.stop()
+
+    poller.add_signal_handler(signal.SIGUSR1, on_signal, "usr1")
+    kill = lambda: os.kill(os.getpid(), signal.SIGUSR1)  # noqa: E731
+    if sender == "timer":
+        poller.call_later(0.02, kill)
+        _run_expecting_a_prompt_stop(poller)
+    else:
+        thread = _in_thread(kill)
+        _run_expecting_a_prompt_stop(poller)
+        thread.join(SAFETY_TIMEOUT)
+    assert seen == ["usr1"]
+
+
+def test_add_signal_handler_outside_the_main_thread_raises(poller: Poller) -> None:
+    errors: List[BaseException] = []
+
+    def body() -> None:
+        try:
+            poller.add_signal_handler(signal.SIGUSR1, poller.stop)
+        except ValueError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join(SAFETY_TIMEOUT)
+    assert len(errors) == 1
+
+
+def test_stop_before_run_returns_after_one_pass_without_waiting(poller: Poller) -> None:
+    with Sockets() as sockets:
+        mine, _ = sockets.pair()
+        poller.register(mine, Events.READ, Recorder())  # never ready
+        seen: List[str] = []
+        poller.call_later(WAKE_BOUND / 2, seen.append, "later")
+        run_once(poller)  # fails if the pass waited for the safety net
+        assert seen == []
+
+
+def test_run_inside_run_raises_and_close_while_running_raises(poller: Poller) -> None:
+    errors: List[str] = []
+
+    def misuse() -> None:
+        try:
+            poller.run()
+        except RuntimeError:
+            errors.append("run")
+        try:
+            poller.close()
+        except RuntimeError:
+            errors.append("close")
+        poller.stop()
+
+    poller.call_soon(misuse)
+    _run_expecting_a_prompt_stop(poller)
+    assert errors == ["run", "close"]
+    assert not poller.closed
