@@ -1,0 +1,451 @@
+"""Run one echo benchmark: start a server, drive it with the C load generator, check, measure.
+
+The server (a ``python -m server`` variant or a peer, under any interpreter) and
+the load generator run as separate processes pinned to different CPUs where the
+OS allows. The server's CPU time (user + system, all its threads) is sampled at
+the edges of the load generator's measured window, which gives **server CPU
+microseconds per echoed message**: a figure that stays honest even when the
+client is the bottleneck. A run whose client used more CPU than its server is
+marked client-bound.
+
+Every run is sanity-checked (`check`): every byte sent came back, in order and
+intact, and there were no errors, so a broken server cannot post a good number.
+
+Command line, for one run by hand::
+
+    python -m benchmarks.harness --target selectors-epoll --connections 64 --duration 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .build import build
+from .targets import REPO_ROOT, TARGETS, Target, default_python, probe, server_env
+
+BANNER = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+)")
+STARTUP_TIMEOUT = 60.0  # PyPy plus Tornado can take a while to import on a busy machine
+STOP_TIMEOUT = 15.0
+
+
+class BenchmarkError(RuntimeError):
+    """A run failed or its figures cannot be trusted (lost bytes, errors, a crashed server)."""
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What the load generator does: N connections x D messages of S bytes, I idle."""
+
+    connections: int = 1
+    depth: int = 1
+    size: int = 1024
+    idle: int = 0
+    warmup: float = 0.5
+    duration: float = 2.0
+
+    def arguments(self) -> List[str]:
+        return [
+            "--connections", str(self.connections), "--depth", str(self.depth),
+            "--size", str(self.size), "--idle", str(self.idle),
+            "--warmup", str(self.warmup), "--duration", str(self.duration),
+        ]
+
+    @property
+    def time_budget(self) -> float:
+        """An upper bound on the load generator's run time, idle set-up included."""
+        return self.warmup + self.duration + 30.0 + self.idle / 200.0
+
+
+@dataclass
+class EchoResult:
+    """The figures of one run; ``loadgen`` is the load generator's JSON as it printed it."""
+
+    target: str
+    interpreter: str
+    spec: LoadSpec
+    loadgen: Dict[str, Any]
+    server_cpu_s: float
+    server_cpu_source: str
+    server_rss_kib_before: Optional[int]
+    server_rss_kib_after: Optional[int]
+    server_exit: Optional[int]
+    server_stderr_tail: str = ""
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def round_trips(self) -> int:
+        return int(self.loadgen["round_trips"])
+
+    @property
+    def server_cpu_us_per_msg(self) -> float:
+        return self.server_cpu_s / self.round_trips * 1e6 if self.round_trips else float("nan")
+
+    @property
+    def client_cpu_us_per_msg(self) -> float:
+        cpu = float(self.loadgen["client_cpu_s"])
+        return cpu / self.round_trips * 1e6 if self.round_trips else float("nan")
+
+    @property
+    def client_bound(self) -> bool:
+        """True when the load generator used more CPU than the server in the window."""
+        return float(self.loadgen["client_cpu_s"]) > self.server_cpu_s
+
+    @property
+    def rss_kib_per_connection(self) -> Optional[float]:
+        """Server memory growth per open connection (active + idle), in KiB."""
+        if self.server_rss_kib_before is None or self.server_rss_kib_after is None:
+            return None
+        connections = self.spec.connections + self.spec.idle
+        return (self.server_rss_kib_after - self.server_rss_kib_before) / connections
+
+    def figures(self) -> Dict[str, Any]:
+        """The flat figures that go into pytest-benchmark's ``extra_info`` and the report."""
+        latency = self.loadgen["latency_us"]
+        return {
+            "target": self.target,
+            "interpreter": self.interpreter,
+            **{f"load_{key}": value for key, value in asdict(self.spec).items()},
+            "round_trips": self.round_trips,
+            "round_trips_per_s": self.loadgen["round_trips_per_s"],
+            "mb_per_s": self.loadgen["mb_per_s"],
+            "latency_p50_us": latency["p50"],
+            "latency_p90_us": latency["p90"],
+            "latency_p99_us": latency["p99"],
+            "latency_p999_us": latency["p999"],
+            "latency_max_us": latency["max"],
+            "latency_mean_us": latency["mean"],
+            "server_cpu_s": self.server_cpu_s,
+            "server_cpu_us_per_msg": self.server_cpu_us_per_msg,
+            "server_cpu_source": self.server_cpu_source,
+            "client_cpu_s": self.loadgen["client_cpu_s"],
+            "client_cpu_us_per_msg": self.client_cpu_us_per_msg,
+            "client_bound": self.client_bound,
+            "server_rss_kib_before": self.server_rss_kib_before,
+            "server_rss_kib_after": self.server_rss_kib_after,
+            "rss_kib_per_connection": self.rss_kib_per_connection,
+            "window_s": self.loadgen["window_s"],
+            "bytes_sent": self.loadgen["bytes_sent"],
+            "bytes_received": self.loadgen["bytes_received"],
+            "loadgen_backend": self.loadgen["backend"],
+            "errors": self.loadgen["errors"],
+        }
+
+
+# -- the server's CPU time and memory ----------------------------------------------
+
+
+def _linux_cpu_clock(pid: int) -> int:
+    """The clock id of process ``pid``'s CPU-time clock (what clock_getcpuclockid returns)."""
+    return ((~pid) << 3) | 2  # CPUCLOCK_SCHED of the whole process, as the kernel encodes it
+
+
+def process_cpu_seconds(pid: int) -> Tuple[float, str]:
+    """User + system CPU time of process ``pid`` (all threads) and how it was read.
+
+    Linux: the process's CPU-time clock (nanoseconds), else /proc/PID/stat (clock
+    ticks). Elsewhere (FreeBSD): ``ps -o time=`` (hundredths of a second).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            return time.clock_gettime(_linux_cpu_clock(pid)), "cpu-clock"
+        except (OSError, AttributeError):
+            pass
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK"), "proc-stat"
+    output = subprocess.run(["ps", "-o", "time=", "-p", str(pid)], capture_output=True,
+                            text=True, timeout=10).stdout.strip()
+    seconds = 0.0
+    for part in output.replace("-", ":").split(":"):  # [[dd-]hh:]mm:ss.ss
+        seconds = seconds * 60 + float(part)
+    return seconds, "ps"
+
+
+def process_rss_kib(pid: int) -> Optional[int]:
+    """Resident memory of ``pid`` in KiB, or None if it cannot be read."""
+    try:
+        if sys.platform.startswith("linux"):
+            with open(f"/proc/{pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+            return None
+        output = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        return int(output) if output else None
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+# -- pinning and limits ------------------------------------------------------------
+
+
+def default_cpus() -> Tuple[Optional[int], Optional[int]]:
+    """(server CPU, client CPU): 0 and 1 when there are two CPUs to pin to, else no pinning."""
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        count = os.cpu_count() or 1
+        allowed = list(range(count))
+    if len(allowed) >= 2:
+        return allowed[0], allowed[1]
+    return None, None
+
+
+def _child_setup(cpu: Optional[int]) -> Callable[[], None]:
+    """What runs in a child before exec: pin to ``cpu`` and raise RLIMIT_NOFILE to its maximum."""
+
+    def setup() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {cpu})
+
+    return setup
+
+
+def pin_prefix(cpu: Optional[int]) -> List[str]:
+    """A command prefix that pins to ``cpu`` where Python cannot (FreeBSD's cpuset)."""
+    if cpu is None or hasattr(os, "sched_setaffinity"):
+        return []
+    if shutil.which("cpuset"):
+        return ["cpuset", "-l", str(cpu)]
+    return []
+
+
+# -- the server process --------------------------------------------------------------
+
+
+class ServerProcess:
+    """A server started with ``command``; `start` waits for its banner, `stop` sends SIGTERM."""
+
+    def __init__(self, command: Sequence[str], cpu: Optional[int]) -> None:
+        self.command = list(command)
+        self.cpu = cpu
+        self.process: Optional[subprocess.Popen[str]] = None
+        self.host = ""
+        self.port = 0
+        self._stderr: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed in close())
+        self._stdout_lines: List[str] = []
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            pin_prefix(self.cpu) + self.command, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=server_env(),
+            cwd=str(REPO_ROOT), preexec_fn=_child_setup(self.cpu),
+        )
+        banner: List[str] = []
+        reader = threading.Thread(target=self._read_stdout, args=(banner,), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not banner and time.monotonic() < deadline and self.process.poll() is None:
+            time.sleep(0.01)
+        match = BANNER.search(banner[0]) if banner else None
+        if match is None:
+            self.kill()
+            raise BenchmarkError(
+                f"server did not print 'listening on HOST:PORT' within {STARTUP_TIMEOUT:g} s "
+                f"(exit status {self.process.poll()}): {' '.join(self.command)}\n"
+                f"{self.stderr_tail()}"
+            )
+        self.host, self.port = match.group(1), int(match.group(2))
+
+    def _read_stdout(self, banner: List[str]) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            if not banner:
+                banner.append(line)
+            else:
+                self._stdout_lines.append(line)
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        self._stderr.seek(0)
+        return "".join(self._stderr.read().splitlines(keepends=True)[-lines:])
+
+    def stop(self) -> int:
+        """SIGTERM, then wait for a graceful exit; returns the exit status."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise BenchmarkError(
+                f"server did not exit within {STOP_TIMEOUT:g} s of SIGTERM: "
+                f"{' '.join(self.command)}\n{self.stderr_tail()}"
+            ) from None
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def close(self) -> None:
+        self.kill()
+        self._stderr.close()
+
+
+# -- one run ---------------------------------------------------------------------------
+
+
+def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int]
+                ) -> Tuple[Dict[str, Any], float, str, Optional[int]]:
+    """Drive ``server``; return the loadgen JSON, the server CPU seconds in its window,
+    how that CPU time was read, and the server's RSS at the window's end."""
+    command = [*pin_prefix(cpu), str(build("loadgen")), "--host", server.host,
+               "--port", str(server.port), *spec.arguments()]
+    loadgen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=_child_setup(cpu))
+    watchdog = threading.Timer(spec.time_budget + 10, loadgen.kill)
+    watchdog.start()
+    cpu_start = cpu_end = 0.0
+    source = "none"
+    rss_after: Optional[int] = None
+    last = ""
+    try:
+        assert loadgen.stdout is not None and loadgen.stderr is not None
+        for line in loadgen.stdout:
+            if line.startswith("MARK window-start"):
+                cpu_start, source = process_cpu_seconds(server.pid)
+            elif line.startswith("MARK window-end"):
+                cpu_end, source = process_cpu_seconds(server.pid)
+                rss_after = process_rss_kib(server.pid)
+            elif line.strip():
+                last = line
+        errors = loadgen.stderr.read()
+        status = loadgen.wait(10)
+    finally:
+        watchdog.cancel()
+        if loadgen.poll() is None:
+            loadgen.kill()
+            loadgen.wait(10)
+    try:
+        report: Dict[str, Any] = json.loads(last)
+    except ValueError:
+        raise BenchmarkError(
+            f"load generator gave no result (exit status {status}): {errors.strip()}\n"
+            f"server stderr:\n{server.stderr_tail()}"
+        ) from None
+    if "fatal" in report:
+        raise BenchmarkError(f"load generator: {report['fatal']}")
+    return report, cpu_end - cpu_start, source, rss_after
+
+
+def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
+             server_cpu: Optional[int] = None, client_cpu: Optional[int] = None) -> EchoResult:
+    """Start ``target`` under ``python``, drive it with ``spec``, stop it; return the figures.
+
+    Raises BenchmarkError when the server fails to start, crashes or does not exit 0
+    on SIGTERM. The figures themselves are checked by `check`.
+    """
+    python = python or default_python()
+    interpreter = "native" if target.native else probe(python).label
+    server = ServerProcess(target.command(python), server_cpu)
+    try:
+        server.start()
+        rss_before = process_rss_kib(server.pid)
+        report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpu)
+        status = server.stop()
+        return EchoResult(
+            target=target.name, interpreter=interpreter, spec=spec, loadgen=report,
+            server_cpu_s=server_cpu_s, server_cpu_source=source,
+            server_rss_kib_before=rss_before, server_rss_kib_after=rss_after,
+            server_exit=status, server_stderr_tail=server.stderr_tail(),
+        )
+    finally:
+        server.close()
+
+
+def check(result: EchoResult) -> None:
+    """Raise BenchmarkError unless the run is trustworthy.
+
+    Every byte sent was echoed back intact (the load generator compares each one
+    with the pattern it sent), there were no errors, the idle connections all
+    stayed open, some round trips were measured, and the server exited 0.
+    """
+    report = result.loadgen
+    problems = []
+    if report["errors"]:
+        problems.append(f"{report['errors']} error(s): {'; '.join(report['error_messages'])}")
+    if report["bytes_sent"] != report["bytes_received"]:
+        problems.append(f"{report['bytes_sent']} bytes sent but {report['bytes_received']} echoed")
+    idle = result.spec.idle
+    if report["idle_established"] != idle or report["idle_open_at_end"] != idle:
+        problems.append(f"idle connections: {report['idle_established']} established, "
+                        f"{report['idle_open_at_end']} still open of {result.spec.idle}")
+    if result.round_trips <= 0:
+        problems.append("no round trip completed in the measured window")
+    if result.server_exit != 0:
+        problems.append(f"server exited with status {result.server_exit} after SIGTERM")
+    if problems:
+        raise BenchmarkError(
+            f"{result.target} ({result.interpreter}): " + "; ".join(problems)
+            + (f"\nserver stderr:\n{result.server_stderr_tail}"
+               if result.server_stderr_tail else "")
+        )
+
+
+def summary(result: EchoResult) -> str:
+    """One human line: the figures that matter, for progress output."""
+    latency = result.loadgen["latency_us"]
+    flag = "  [client-bound]" if result.client_bound else ""
+    return (f"{result.round_trips / float(result.loadgen['window_s']):>10,.0f} rt/s "
+            f"{result.loadgen['mb_per_s']:>8.1f} MB/s  p50 {latency['p50']:>8.1f} us  "
+            f"p99 {latency['p99']:>8.1f} us  server {result.server_cpu_us_per_msg:6.2f} us/msg  "
+            f"client {result.client_cpu_us_per_msg:6.2f} us/msg{flag}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--target", choices=sorted(TARGETS), default="selectors-epoll")
+    parser.add_argument("--server-python", default=default_python())
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=1)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--idle", type=int, default=0)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    server_cpu, client_cpu = default_cpus()
+    target = TARGETS[args.target]
+    reason = probe(args.server_python).reason_unavailable(target)
+    if reason is not None:
+        parser.exit(2, f"cannot run: {reason}\n")
+    spec = LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup, args.duration)
+    try:
+        result = run_echo(target, spec, args.server_python, server_cpu, client_cpu)
+        check(result)
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result.figures(), indent=2))
+    else:
+        print(f"{target.name}: {summary(result)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""What the echo benchmarks measure: the project's server variants and the peers beside them.
+
+A *target* is one echo server that the harness can start: a variant of
+``python -m server`` (the same ids as the tests: ``selectors-epoll``...) or a
+hand-written peer (``peer-selectors``...). Each knows its command line under a
+given server interpreter and what it needs there, so that a target that cannot
+run under that interpreter is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import pollers
+
+from .build import build
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: The peers every variant is compared with; the first two are the report's baselines.
+RAW_SELECTORS_PEER = "peer-selectors"
+UVLOOP_PROTOCOL_PEER = "peer-asyncio-protocol-uvloop"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One echo server to benchmark."""
+
+    name: str
+    kind: str  # "variant" or "peer"
+    description: str
+    script: Optional[str] = None  # peers: a module of benchmarks.peers, or a C program
+    options: Tuple[str, ...] = ()
+    needs: Tuple[str, ...] = ()  # peers: modules the server interpreter must have
+    native: bool = False  # a compiled peer: the interpreter dimension does not apply
+
+    def command(self, python: str) -> List[str]:
+        """The command line that starts this server on an ephemeral port."""
+        if self.kind == "variant":
+            family, options = pollers.VARIANTS[self.name]
+            flags = [f"--{key}={value}" for key, value in options.items()]
+            return [python, "-m", "server", f"--poller={family}", *flags,
+                    "--host=127.0.0.1", "--port=0"]
+        assert self.script is not None
+        if self.native:
+            return [str(build(self.script)), "--host", "127.0.0.1", "--port", "0"]
+        return [python, "-m", f"benchmarks.peers.{self.script}", *self.options,
+                "--host", "127.0.0.1", "--port", "0"]
+
+
+PEERS: Tuple[Target, ...] = (
+    Target(RAW_SELECTORS_PEER, "peer", "raw stdlib selectors loop written by hand",
+           "selectors_echo"),
+    Target("peer-asyncio-protocol", "peer", "asyncio Protocol echo",
+           "asyncio_protocol_echo", ("--loop", "asyncio")),
+    Target(UVLOOP_PROTOCOL_PEER, "peer", "asyncio Protocol echo on uvloop",
+           "asyncio_protocol_echo", ("--loop", "uvloop"), ("uvloop",)),
+    Target("peer-asyncio-streams", "peer", "asyncio streams echo",
+           "asyncio_streams_echo", ("--loop", "asyncio")),
+    Target("peer-asyncio-add-reader", "peer", "raw asyncio loop.add_reader echo written by hand",
+           "asyncio_reader_echo", ("--loop", "asyncio")),
+    Target("peer-tornado-iostream", "peer", "Tornado TCPServer/IOStream echo",
+           "tornado_iostream_echo", needs=("tornado",)),
+    Target("peer-tornado-handler", "peer", "classic Tornado IOLoop.add_handler echo by hand",
+           "tornado_handler_echo", needs=("tornado",)),
+    Target("peer-c-epoll", "peer", "C echo server (epoll; kqueue on the BSDs)", "c_echo",
+           native=True),
+)
+
+VARIANT_TARGETS: Tuple[Target, ...] = tuple(
+    Target(name, "variant", f"python -m server --poller={family} "
+           + " ".join(f"--{k}={v}" for k, v in options.items()))
+    for name, (family, options) in pollers.VARIANTS.items()
+)
+
+TARGETS: Dict[str, Target] = {target.name: target for target in VARIANT_TARGETS + PEERS}
+
+
+_PROBE = r"""
+import json, platform, sys
+info = {"implementation": platform.python_implementation(),
+        "version": platform.python_version(), "executable": sys.executable,
+        "modules": {}, "variants": {}, "server": None}
+for name in ("tornado", "uvloop"):
+    try:
+        module = __import__(name)
+        info["modules"][name] = (getattr(module, "version", None)
+                                 or getattr(module, "__version__", "?"))
+    except Exception as exc:
+        info["modules"][name] = None
+try:
+    import pollers
+    info["variants"] = {v.name: v.reason for v in pollers.variants()}
+except Exception as exc:
+    info["pollers_error"] = repr(exc)
+try:
+    import server
+    info["server"] = getattr(server, "__version__", "present")
+except Exception as exc:
+    info["server_error"] = repr(exc)
+print(json.dumps(info))
+"""
+
+
+def server_env() -> Dict[str, str]:
+    """The environment for a server: the repository on PYTHONPATH, unbuffered output."""
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Interpreter:
+    """A server interpreter and what it offers, as probed by running it once."""
+
+    python: str
+    implementation: str = "?"
+    version: str = "?"
+    executable: str = "?"
+    modules: Dict[str, Optional[str]] = field(default_factory=dict)
+    variants: Dict[str, Optional[str]] = field(default_factory=dict)
+    error: Optional[str] = None
+    server_error: Optional[str] = None
+
+    @property
+    def label(self) -> str:
+        """A short label such as ``CPython 3.11.7`` or ``PyPy 3.9.16``."""
+        return f"{self.implementation} {self.version}"
+
+    @property
+    def tag(self) -> str:
+        """A test-id friendly tag such as ``cpython3.11``."""
+        return self.implementation.lower() + ".".join(self.version.split(".")[:2])
+
+    def reason_unavailable(self, target: Target) -> Optional[str]:
+        """None if ``target`` can run under this interpreter, else why not."""
+        if self.error is not None:
+            return f"server interpreter {self.python} is unusable: {self.error}"
+        if target.native:
+            return None
+        if target.kind == "variant":
+            if self.server_error is not None:
+                return f"the server package does not import under {self.label}: {self.server_error}"
+            if target.name not in self.variants:
+                return f"pollers does not know variant {target.name} under {self.label}"
+            reason = self.variants[target.name]
+            return None if reason is None else f"{target.name} under {self.label}: {reason}"
+        missing = [name for name in target.needs if not self.modules.get(name)]
+        if missing:
+            return f"{target.name} needs {', '.join(missing)}, not installed for {self.label}"
+        return None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {
+            "python": self.python, "implementation": self.implementation,
+            "version": self.version, "executable": self.executable, "modules": self.modules,
+        }
+
+
+_PROBED: Dict[str, Interpreter] = {}
+
+
+def probe(python: str) -> Interpreter:
+    """Run ``python`` once to learn its version, its packages and the variants it can run."""
+    if python in _PROBED:
+        return _PROBED[python]
+    interpreter = Interpreter(python)
+    try:
+        result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
+                                timeout=60, env=server_env(), cwd=str(REPO_ROOT))
+        if result.returncode != 0:
+            interpreter.error = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        else:
+            info = json.loads(result.stdout.strip().splitlines()[-1])
+            interpreter.implementation = info["implementation"]
+            interpreter.version = info["version"]
+            interpreter.executable = info["executable"]
+            interpreter.modules = info["modules"]
+            interpreter.variants = info["variants"]
+            interpreter.error = info.get("pollers_error")
+            interpreter.server_error = info.get("server_error")
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+        interpreter.error = repr(exc)
+    _PROBED[python] = interpreter
+    return interpreter
+
+
+def default_python() -> str:
+    return sys.executable
