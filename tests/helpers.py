@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import signal
 import socket
 import struct
 import time
 from types import TracebackType
-from typing import Any, Callable, List, Optional, Tuple, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import pytest
 
@@ -199,3 +200,36 @@ def raise_nofile_limit(wanted: int) -> int:
 def restore_nofile_limit(soft: int) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+#: Every method of a Poller but close(), as `every_use` names them.
+USE_NAMES = (
+    "register",
+    "modify",
+    "unregister",
+    "call_soon",
+    "call_soon_threadsafe",
+    "call_later",
+    "call_at",
+    "add_signal_handler",
+    "run",
+    "stop",
+    "time",
+)
+
+
+def every_use(poller: Poller, sock: socket.socket) -> Dict[str, Callable[[], object]]:
+    """One call of each method of ``poller`` but close(), keyed by `USE_NAMES`."""
+    return {
+        "register": lambda: poller.register(sock, READ, Recorder()),
+        "modify": lambda: poller.modify(sock, READ | WRITE),
+        "unregister": lambda: poller.unregister(sock),
+        "call_soon": lambda: poller.call_soon(print),
+        "call_soon_threadsafe": lambda: poller.call_soon_threadsafe(print),
+        "call_later": lambda: poller.call_later(0.1, print),
+        "call_at": lambda: poller.call_at(0.0, print),
+        "add_signal_handler": lambda: poller.add_signal_handler(signal.SIGUSR2, print),
+        "run": poller.run,
+        "stop": poller.stop,
+        "time": poller.time,
+    }

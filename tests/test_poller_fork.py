@@ -16,10 +16,19 @@ import socket
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, List
+from typing import Any, Dict, List
 
 import pytest
-from helpers import READ, SAFETY_TIMEOUT, WRITE, Recorder, SafetyNet, Sockets, run_until
+from helpers import (
+    READ,
+    SAFETY_TIMEOUT,
+    USE_NAMES,
+    Recorder,
+    SafetyNet,
+    Sockets,
+    every_use,
+    run_until,
+)
 
 import pollers
 from pollers import Poller, PollerClosedError, PollerForkedError
@@ -31,26 +40,10 @@ CHILD_TIMEOUT = 20.0
 WAKE_BOUND = 3.0
 
 
-def _uses(poller: Poller, sock: socket.socket) -> Dict[str, Callable[[], object]]:
-    return {
-        "register": lambda: poller.register(sock, READ, Recorder()),
-        "modify": lambda: poller.modify(sock, READ | WRITE),
-        "unregister": lambda: poller.unregister(sock),
-        "call_soon": lambda: poller.call_soon(print),
-        "call_soon_threadsafe": lambda: poller.call_soon_threadsafe(print),
-        "call_later": lambda: poller.call_later(0.1, print),
-        "call_at": lambda: poller.call_at(0.0, print),
-        "add_signal_handler": lambda: poller.add_signal_handler(signal.SIGUSR2, print),
-        "run": poller.run,
-        "stop": poller.stop,
-        "time": poller.time,
-    }
-
-
 def _child(parent_poller: Poller, registered: socket.socket, variant_name: str) -> Dict[str, Any]:
     """What the child observes; runs in the forked process."""
     report: Dict[str, Any] = {"forked_errors": [], "other": {}}
-    for name, use in _uses(parent_poller, registered).items():
+    for name, use in every_use(parent_poller, registered).items():
         try:
             use()
         except PollerForkedError:
@@ -124,7 +117,7 @@ def test_fork_child_refuses_the_parents_poller(poller: Poller, variant_name: str
         report = _fork_and_collect(poller, mine, variant_name)
 
         assert report["other"] == {}, report["other"]
-        assert sorted(report["forked_errors"]) == sorted(_uses(poller, mine))
+        assert sorted(report["forked_errors"]) == sorted(USE_NAMES)
         assert report["own_poller_events"] == [READ]
         assert report["after_close"] in ("PollerClosedError", "PollerForkedError")
 

@@ -11,12 +11,21 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
-from helpers import READ, WRITE, Recorder, Sockets, run_once, run_passes, run_until
+from helpers import (
+    READ,
+    USE_NAMES,
+    WRITE,
+    Recorder,
+    Sockets,
+    every_use,
+    run_once,
+    run_passes,
+    run_until,
+)
 
 from pollers import Events, Poller, PollerClosedError
 
@@ -373,33 +382,16 @@ def test_raising_handler_that_unregistered_itself_first(
 # -- close ----------------------------------------------------------------------
 
 
-def _every_use(poller: Poller, sock: socket.socket) -> Dict[str, Callable[[], object]]:
-    return {
-        "register": lambda: poller.register(sock, READ, Recorder()),
-        "modify": lambda: poller.modify(sock, WRITE),
-        "unregister": lambda: poller.unregister(sock),
-        "call_soon": lambda: poller.call_soon(print),
-        "call_soon_threadsafe": lambda: poller.call_soon_threadsafe(print),
-        "call_later": lambda: poller.call_later(0.1, print),
-        "call_at": lambda: poller.call_at(poller.time() + 0.1, print),
-        "add_signal_handler": lambda: poller.add_signal_handler(signal.SIGUSR2, print),
-        "run": poller.run,
-        "stop": poller.stop,
-        "time": poller.time,
-    }
-
-
-def test_every_use_after_close_raises_poller_closed_error(poller: Poller) -> None:
+@pytest.mark.parametrize("use", USE_NAMES)
+def test_every_use_after_close_raises_poller_closed_error(poller: Poller, use: str) -> None:
     with Sockets() as sockets:
         mine, _ = sockets.pair()
         poller.register(mine, READ, Recorder())
-        uses = _every_use(poller, mine)
+        call = every_use(poller, mine)[use]
         poller.close()
         assert poller.closed
-        for name, use in uses.items():
-            with pytest.raises(PollerClosedError, match="closed"):
-                use()
-            assert name  # the name shows in the failing parameter on error
+        with pytest.raises(PollerClosedError, match="closed"):
+            call()
         poller.close()  # idempotent
 
 

@@ -1,0 +1,115 @@
+"""The registry: names, options, what runs here and why the rest does not."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+import pollers
+from pollers import Poller
+
+LINUX_VARIANTS = [
+    "tornado",
+    "tornado-uvloop",
+    "selectors-epoll",
+    "selectors-poll",
+    "selectors-select",
+    "asyncio",
+    "asyncio-uvloop",
+]
+
+
+def test_every_variant_is_listed_in_a_stable_order() -> None:
+    assert [variant.name for variant in pollers.variants()] == [
+        "tornado",
+        "tornado-uvloop",
+        "selectors-epoll",
+        "selectors-kqueue",
+        "selectors-poll",
+        "selectors-select",
+        "selectors-devpoll",
+        "asyncio",
+        "asyncio-uvloop",
+    ]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux variant list")
+def test_linux_runs_seven_variants_and_names_the_platform_for_the_rest() -> None:
+    assert pollers.available() == LINUX_VARIANTS
+    reasons = {v.name: v.reason for v in pollers.variants() if not v.runs_here}
+    assert sorted(reasons) == ["selectors-devpoll", "selectors-kqueue"]
+    for name, reason in reasons.items():
+        assert reason is not None
+        assert sys.platform in reason, f"{name}: {reason}"
+    assert "BSD" in (reasons["selectors-kqueue"] or "")
+    assert "Solaris" in (reasons["selectors-devpoll"] or "")
+
+
+def test_unavailable_selectors_say_which_platform_they_need_and_which_this_is() -> None:
+    for variant in pollers.variants():
+        if variant.family == "selectors" and not variant.runs_here:
+            assert variant.reason is not None
+            assert sys.platform in variant.reason
+
+
+def test_create_refuses_an_unavailable_variant_naming_the_reason() -> None:
+    for variant in pollers.variants():
+        if variant.runs_here:
+            continue
+        with pytest.raises(ValueError) as refused:
+            pollers.create(variant.name)
+        message = str(refused.value)
+        assert variant.reason is not None and variant.reason in message
+        for name in pollers.available():
+            assert name in message
+
+
+def test_create_every_available_variant_by_name_and_by_family(variant_name: str) -> None:
+    family, options = pollers.VARIANTS[variant_name]
+    for poller in (pollers.create(variant_name), pollers.create(family, **options)):
+        with poller:
+            assert isinstance(poller, Poller)
+            assert poller.name == variant_name
+
+
+def test_create_family_with_defaults() -> None:
+    for family in pollers.FAMILIES:
+        with pollers.create(family) as poller:
+            assert poller.name.startswith(family)
+    with pollers.create("selectors", selector="auto") as poller:
+        assert poller.name in pollers.available()
+
+
+def test_unknown_name_lists_the_families_and_variants() -> None:
+    with pytest.raises(ValueError) as refused:
+        pollers.create("nonesuch")
+    message = str(refused.value)
+    assert "nonesuch" in message
+    for name in [*pollers.FAMILIES, *pollers.VARIANTS]:
+        assert name in message
+
+
+@pytest.mark.parametrize("family", ["tornado", "selectors", "asyncio"])
+def test_unknown_option_lists_the_valid_ones(family: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        pollers.create(family, colour="blue")
+    message = str(refused.value)
+    assert "colour" in message
+    for option in pollers.FAMILIES[family]:
+        assert option in message
+
+
+def test_unknown_option_values_list_the_valid_ones() -> None:
+    with pytest.raises(ValueError) as refused:
+        pollers.create("selectors", selector="bogus")
+    assert all(kind in str(refused.value) for kind in ("auto", "epoll", "kqueue", "poll"))
+    with pytest.raises(ValueError) as refused:
+        pollers.create("asyncio", loop="bogus")
+    assert "asyncio" in str(refused.value) and "uvloop" in str(refused.value)
+
+
+def test_a_variant_name_takes_no_options() -> None:
+    with pytest.raises(ValueError) as refused:
+        pollers.create("selectors-epoll", selector="poll")
+    assert "selectors" in str(refused.value)
