@@ -72,8 +72,12 @@ def _cpu(value: Optional[str], default: Optional[int]) -> Optional[int]:
     return None if value.lower() == "none" else int(value)
 
 
+_SETTINGS = pytest.StashKey[BenchSettings]()
+
+
 def settings(config: pytest.Config) -> BenchSettings:
-    cached: Optional[BenchSettings] = getattr(config, "_bench_settings", None)
+    """The suites' settings, from the options and the environment (computed once)."""
+    cached = config.stash.get(_SETTINGS, None)
     if cached is not None:
         return cached
     duration = config.getoption("--bench-duration")
@@ -93,7 +97,7 @@ def settings(config: pytest.Config) -> BenchSettings:
         server_cpu=_cpu(config.getoption("--server-cpu"), server_default),
         client_cpu=_cpu(config.getoption("--client-cpu"), client_default),
     )
-    config._bench_settings = result  # type: ignore[attr-defined]
+    config.stash[_SETTINGS] = result
     return result
 
 
