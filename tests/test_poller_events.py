@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -23,6 +24,7 @@ from helpers import (
     Sockets,
     fill_send_buffer,
     reset_connection,
+    run_for,
     run_once,
     run_passes,
     run_until,
@@ -31,6 +33,9 @@ from helpers import (
 import pollers
 from pollers import Events, Poller
 from pollers.selector_poller import KqueueSelectorPoller
+
+#: How long the idle checks wait; a spinning loop burns most of it in CPU time.
+IDLE_SECONDS = 0.3
 
 # -- 1. independent interests, only requested bits ----------------------------
 
@@ -192,6 +197,32 @@ def test_a_handler_that_unregisters_itself_is_not_called_again(poller: Poller) -
         poller.register(mine, READ | WRITE, recorder)
         run_passes(poller, 3)
         assert recorder.count == 1
+
+
+@pytest.mark.parametrize("drop", ["unregister", "modify-none"])
+def test_a_dropped_ready_descriptor_does_not_keep_the_loop_busy(poller: Poller, drop: str) -> None:
+    """After the interest is dropped, the kernel must stop waking the loop for it.
+
+    Masking alone would hide the events from handlers while the loop spun on a
+    descriptor still registered in the kernel; that shows as CPU time, which a
+    blocked wait does not use.
+    """
+    with Sockets() as sockets:
+        mine, peer = sockets.pair()
+        peer.send(b"data")  # stays unread: readable for the whole test
+        recorder = Recorder()
+        poller.register(mine, READ, recorder)
+        run_until(poller, lambda: recorder.count > 0)
+        if drop == "unregister":
+            poller.unregister(mine)
+        else:
+            poller.modify(mine, Events.NONE)
+        recorder.clear()
+        cpu = time.process_time()
+        run_for(poller, IDLE_SECONDS)
+        used = time.process_time() - cpu
+        assert recorder.calls == []
+        assert used < IDLE_SECONDS / 2, f"{used:.3f} s of CPU in {IDLE_SECONDS} s of waiting"
 
 
 # -- 4. peer close and reset --------------------------------------------------
