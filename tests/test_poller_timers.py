@@ -206,9 +206,11 @@ def test_raising_callbacks_and_timers_are_logged_and_the_loop_goes_on(
 def test_io_and_timers_interleave(poller: Poller) -> None:
     with Sockets() as sockets:
         mine, peer = sockets.pair()
-        recorder = Recorder(lambda sock, events: sock.recv(100))
+        received: List[bytes] = []
+        recorder = Recorder(lambda sock, events: received.append(sock.recv(100)))
         poller.register(mine, READ, recorder)
         for index in range(5):
-            poller.call_later(0.005 * (index + 1), peer.send, b"x")
-        run_until(poller, lambda: recorder.count >= 5)
+            poller.call_later(0.005 * (index + 1), peer.send, b"%d" % index)
+        run_until(poller, lambda: len(b"".join(received)) >= 5)
+        assert b"".join(received) == b"01234"
         assert set(recorder.events()) == {READ}
