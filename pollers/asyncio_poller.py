@@ -38,7 +38,13 @@ class AsyncioPoller(LoopBackedPoller):
         self._set_interest(registration, 0, registration.events)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
-        self._set_interest(registration, registration.events, events)
+        try:
+            self._set_interest(registration, registration.events, events)
+        except FileNotFoundError:
+            # ENOENT: the descriptor was closed and its number reused while registered,
+            # so the kernel lost the entry and asyncio's selector dropped its key
+            # (reader and writer both). As libevent does, add the interest again.
+            self._set_interest(registration, 0, events)
 
     def _backend_unregister(self, registration: Registration) -> None:
         try:

@@ -60,7 +60,14 @@ class TornadoPoller(LoopBackedPoller):
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
         fd = registration.fd
-        self._add_forgetting_stale_entry(fd, lambda: self._ioloop.update_handler(fd, events))
+        try:
+            self._add_forgetting_stale_entry(fd, lambda: self._ioloop.update_handler(fd, events))
+        except FileNotFoundError:
+            # ENOENT: the descriptor was closed and its number reused while registered,
+            # so the kernel lost the entry and asyncio dropped it; Tornado's tables
+            # still list it. As libevent does, start over and add it again.
+            self._remove_handler(fd)
+            self._ioloop.add_handler(fd, self._make_dispatcher(registration), events)
 
     def _backend_unregister(self, registration: Registration) -> None:
         self._remove_handler(registration.fd)
