@@ -289,6 +289,34 @@ def test_number_reused_by_a_dup_of_the_same_socket(poller: Poller, interest: int
         assert recorder.union() == READ | WRITE
 
 
+@pytest.mark.parametrize("new_interest", [WRITE, READ | WRITE])
+def test_modify_after_the_number_was_reused_without_unregister(
+    poller: Poller, new_interest: int
+) -> None:
+    """ENOENT: closed while registered, number reused, then modify by number.
+
+    The kernel dropped the old entry when the socket closed; modifying the still
+    registered number must add it again (as libevent does) instead of failing.
+    """
+    with Sockets() as sockets:
+        old, _ = sockets.pair()
+        number = old.fileno()
+        recorder = Recorder()
+        poller.register(number, READ, recorder)
+        run_passes(poller, 1)
+        old.close()
+        new, new_peer = _pair_at(number, sockets)
+        poller.modify(number, new_interest)
+        new_peer.send(b"data")
+        run_until(poller, lambda: recorder.union() == new_interest)
+        assert all(fd == number for fd, _ in recorder.calls)
+        poller.unregister(number)
+        recorder.clear()
+        run_passes(poller, 2)
+        assert recorder.calls == []
+        assert new.recv(10) == b"data"
+
+
 def test_number_reused_while_a_dup_keeps_the_old_socket_open(poller: Poller) -> None:
     """A different socket under the old number, while a dup keeps the old one alive.
 
