@@ -24,7 +24,7 @@ I/O stays at the edges: `Connection.handle` is the poller handler. The read
 path reads with ``recv_into`` into a buffer shared by every connection of a
 server (so an idle connection holds no buffer at all), at most ``read_budget``
 bytes per readiness event for fairness, and sends each chunk at once; only
-what the kernel did not take is copied into a per-connection ``bytearray``
+what the kernel did not take is copied into a per-connection `SendQueue`
 (``None`` when nothing is owed). The handler receives plain ints and does no
 logging, no clock reading and no allocation per event beyond one memoryview
 slice per chunk.
@@ -40,6 +40,8 @@ from typing import Optional, Protocol
 
 from pollers import Poller
 from pollers.base import ERROR, READ, WRITE
+
+from .send_queue import SendQueue
 
 logger = logging.getLogger("server.connection")
 
@@ -118,8 +120,6 @@ class Connection:
         "_owner",
         "_pending",
         "_poller",
-        "_recv_into",
-        "_send",
         "_size",
         "_view",
         "idle_mark",
@@ -147,9 +147,7 @@ class Connection:
         self._size = len(limits.buffer)
         self._budget = limits.read_budget
         self._high_water = limits.high_water
-        self._recv_into = sock.recv_into
-        self._send = sock.send
-        self._pending: Optional[bytearray] = None
+        self._pending: Optional[SendQueue] = None
         self._interest = 0
 
     def start(self) -> None:
@@ -163,7 +161,7 @@ class Connection:
     def owed(self) -> int:
         """Bytes read but not yet sent back."""
         pending = self._pending
-        return len(pending) if pending is not None else 0
+        return pending.size if pending is not None else 0
 
     @property
     def sent(self) -> int:
@@ -178,50 +176,85 @@ class Connection:
     # -- the poller handler --------------------------------------------------
 
     def handle(self, sock: socket.socket, events: int) -> None:
-        """Poller handler: the READ-only case inline (the hot path), the rest elsewhere."""
+        """Poller handler. The common case (READ only, one chunk that the kernel
+        takes whole) is straight-line code here; everything else goes to `_read`."""
         if events != READ:
             self._handle_other(events)
             return
         # Only OPEN connections have READ interest, so the state is OPEN here.
-        recv_into = self._recv_into
+        if self._pending is not None:
+            self._read(0)
+            return
+        try:
+            count = sock.recv_into(self._buffer)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._failed(exc)
+            return
+        if not count:
+            self._peer_closed()
+            return
+        try:
+            sent = sock.send(self._view[:count])
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.received += count
+            self._failed(exc)
+            return
+        self.received += count
+        if sent != count:
+            pending = self._pending = SendQueue()
+            pending.append(self._view[sent:count])
+            self._settle()
+        elif count == self._size:  # the buffer was filled: there may be more to read
+            self._read(count)
+
+    def _read(self, total: int) -> None:
+        """Read and echo until the kernel has no more, ``read_budget`` bytes have
+        been read this event (``total`` already were), or the high-water mark."""
+        sock = self.sock
         buffer = self._buffer
         size = self._size
         budget = self._budget
-        total = 0
-        while True:
+        done = 0
+        while total < budget:
             try:
-                count = recv_into(buffer)
+                count = sock.recv_into(buffer)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                self.received += total
+                self.received += done
                 self._failed(exc)
                 return
             if not count:
-                self.received += total
+                self.received += done
                 self._peer_closed()
                 return
+            done += count
             total += count
             pending = self._pending
             if pending is None:
                 try:
-                    sent = self._send(self._view[:count])
+                    sent = sock.send(self._view[:count])
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 except OSError as exc:
-                    self.received += total
+                    self.received += done
                     self._failed(exc)
                     return
                 if sent == count:
-                    if count < size or total >= budget:
+                    if count < size:
                         break
                     continue
-                pending = self._pending = bytearray(self._view[sent:count])
+                pending = self._pending = SendQueue()
+                pending.append(self._view[sent:count])
             else:
-                pending += self._view[:count]
-            if count < size or total >= budget or len(pending) >= self._high_water:
+                pending.append(self._view[:count])
+            if count < size or pending.size >= self._high_water:
                 break
-        self.received += total
+        self.received += done
         if self._pending is not None:
             self._settle()
 
@@ -230,23 +263,21 @@ class Connection:
         if events & WRITE or (events & ERROR and self.state is not OPEN):
             self._flush()
         if self.state is OPEN and events & (READ | ERROR):
-            self.handle(self.sock, READ)
+            self._read(0)
 
     def _flush(self) -> None:
         """Send what is owed (one ``send``: the kernel takes what it has room for)."""
         pending = self._pending
         if pending is not None:
             try:
-                sent = self._send(pending)
+                pending.send(self.sock)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self._failed(exc)
                 return
-            if sent == len(pending):
+            if not pending.size:
                 self._pending = None
-            else:
-                del pending[:sent]
         self._settle()
 
     # -- transitions ---------------------------------------------------------
