@@ -14,6 +14,9 @@ Options (each also read from an environment variable, for tox and CI):
   of the targets to run (``selectors-*,peer-selectors``); default all.
 - ``--server-cpu N`` / ``--client-cpu N``: the CPUs to pin to (default the first
   two allowed CPUs; ``none`` disables pinning).
+- ``--bench-realtime`` (``BENCH_REALTIME=1``): run the servers and the load generator
+  under SCHED_FIFO (Linux, root): on a shared machine, other work then cannot
+  preempt them (the kernel's real-time throttling still leaves it 5% of each CPU).
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ import pytest
 import pollers
 
 from .cases import EchoCase
-from .harness import BenchmarkError, check, default_cpus, run_echo, summary
+from .harness import (
+    BenchmarkError,
+    check,
+    default_cpus,
+    realtime_unavailable_reason,
+    run_echo,
+    summary,
+)
 from .targets import TARGETS, Interpreter, Target, probe
 
 FD_SETSIZE = 1024
@@ -51,6 +61,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="comma-separated fnmatch patterns of targets (env BENCH_TARGETS)")
     group.addoption("--server-cpu", default=None, help="CPU for the server, or 'none'")
     group.addoption("--client-cpu", default=None, help="CPU for the load generator, or 'none'")
+    group.addoption("--bench-realtime", action="store_true", default=None,
+                    help="servers and load generator under SCHED_FIFO (Linux, root), shielded "
+                    "from other work on a shared machine (env BENCH_REALTIME=1)")
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,7 @@ class BenchSettings:
     target_patterns: List[str]
     server_cpu: Optional[int]
     client_cpu: Optional[int]
+    realtime: bool
 
     def selected(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.target_patterns)
@@ -96,7 +110,13 @@ def settings(config: pytest.Config) -> BenchSettings:
         target_patterns=[p.strip() for p in patterns.split(",") if p.strip()],
         server_cpu=_cpu(config.getoption("--server-cpu"), server_default),
         client_cpu=_cpu(config.getoption("--client-cpu"), client_default),
+        realtime=bool(config.getoption("--bench-realtime")
+                      or os.environ.get("BENCH_REALTIME", "") not in ("", "0")),
     )
+    if result.realtime:
+        reason = realtime_unavailable_reason()
+        if reason is not None:
+            raise pytest.UsageError(f"--bench-realtime: {reason}")
     config.stash[_SETTINGS] = result
     return result
 
@@ -176,7 +196,8 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
 
         def once() -> None:
             results.append(run_echo(target, case.spec(bench.duration, bench.warmup),
-                                    server_python, bench.server_cpu, bench.client_cpu))
+                                    server_python, bench.server_cpu, bench.client_cpu,
+                                    bench.realtime))
 
         try:
             benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)
@@ -244,6 +265,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "kernel": f"{platform.system()} {platform.release()} {platform.version()}",
         "server_cpu": bench.server_cpu,
         "client_cpu": bench.client_cpu,
+        "realtime": bench.realtime,
         "duration_s": bench.duration,
         "warmup_s": bench.warmup,
         "server_interpreters": [probe(python).as_dict() for python in bench.pythons],

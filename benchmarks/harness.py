@@ -206,8 +206,25 @@ def default_cpus() -> Tuple[Optional[int], Optional[int]]:
     return None, None
 
 
-def _child_setup(cpu: Optional[int]) -> Callable[[], None]:
-    """What runs in a child before exec: pin to ``cpu`` and raise RLIMIT_NOFILE to its maximum."""
+REALTIME_PRIORITY = 10
+
+
+def realtime_unavailable_reason() -> Optional[str]:
+    """None if this process may start SCHED_FIFO children, else why not."""
+    if not hasattr(os, "sched_setscheduler") or not hasattr(os, "SCHED_FIFO"):
+        return f"SCHED_FIFO is not available on {sys.platform}"
+    if os.sched_get_priority_max(os.SCHED_FIFO) < REALTIME_PRIORITY:
+        return "SCHED_FIFO priorities are too low here"
+    soft, _hard = resource.getrlimit(getattr(resource, "RLIMIT_RTPRIO", resource.RLIMIT_NOFILE))
+    if os.geteuid() != 0 and soft < REALTIME_PRIORITY:
+        return "SCHED_FIFO needs root or RLIMIT_RTPRIO (ulimit -r)"
+    return None
+
+
+def _child_setup(cpu: Optional[int], realtime: bool = False) -> Callable[[], None]:
+    """What runs in a child before exec: pin to ``cpu``, raise RLIMIT_NOFILE to its maximum,
+    and, if ``realtime``, switch to SCHED_FIFO so other work on the CPU cannot preempt it.
+    """
 
     def setup() -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -215,6 +232,8 @@ def _child_setup(cpu: Optional[int]) -> Callable[[], None]:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         if cpu is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {cpu})
+        if realtime:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
 
     return setup
 
@@ -234,9 +253,10 @@ def pin_prefix(cpu: Optional[int]) -> List[str]:
 class ServerProcess:
     """A server started with ``command``; `start` waits for its banner, `stop` sends SIGTERM."""
 
-    def __init__(self, command: Sequence[str], cpu: Optional[int]) -> None:
+    def __init__(self, command: Sequence[str], cpu: Optional[int], realtime: bool = False) -> None:
         self.command = list(command)
         self.cpu = cpu
+        self.realtime = realtime
         self.process: Optional[subprocess.Popen[str]] = None
         self.host = ""
         self.port = 0
@@ -252,7 +272,7 @@ class ServerProcess:
         self.process = subprocess.Popen(
             pin_prefix(self.cpu) + self.command, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=server_env(),
-            cwd=str(REPO_ROOT), preexec_fn=_child_setup(self.cpu),
+            cwd=str(REPO_ROOT), preexec_fn=_child_setup(self.cpu, self.realtime),
         )
         banner: List[str] = []
         reader = threading.Thread(target=self._read_stdout, args=(banner,), daemon=True)
@@ -309,14 +329,15 @@ class ServerProcess:
 # -- one run ---------------------------------------------------------------------------
 
 
-def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int]
-                ) -> Tuple[Dict[str, Any], float, str, Optional[int]]:
+def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int],
+                realtime: bool = False) -> Tuple[Dict[str, Any], float, str, Optional[int]]:
     """Drive ``server``; return the loadgen JSON, the server CPU seconds in its window,
     how that CPU time was read, and the server's RSS at the window's end."""
     command = [*pin_prefix(cpu), str(build("loadgen")), "--host", server.host,
                "--port", str(server.port), *spec.arguments()]
     loadgen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, preexec_fn=_child_setup(cpu))
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_child_setup(cpu, realtime))
     watchdog = threading.Timer(spec.time_budget + 10, loadgen.kill)
     watchdog.start()
     cpu_start = cpu_end = 0.0
@@ -353,19 +374,24 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int]
 
 
 def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
-             server_cpu: Optional[int] = None, client_cpu: Optional[int] = None) -> EchoResult:
+             server_cpu: Optional[int] = None, client_cpu: Optional[int] = None,
+             realtime: bool = False) -> EchoResult:
     """Start ``target`` under ``python``, drive it with ``spec``, stop it; return the figures.
+
+    ``realtime`` runs both processes under SCHED_FIFO (Linux, root), which shields a
+    run from other work on a shared machine: every run is bounded, and the kernel's
+    real-time throttling still leaves 5% of each CPU to the rest.
 
     Raises BenchmarkError when the server fails to start, crashes or does not exit 0
     on SIGTERM. The figures themselves are checked by `check`.
     """
     python = python or default_python()
     interpreter = "native" if target.native else probe(python).label
-    server = ServerProcess(target.command(python), server_cpu)
+    server = ServerProcess(target.command(python), server_cpu, realtime)
     try:
         server.start()
         rss_before = process_rss_kib(server.pid)
-        report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpu)
+        report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpu, realtime)
         status = server.stop()
         return EchoResult(
             target=target.name, interpreter=interpreter, spec=spec, loadgen=report,
@@ -426,16 +452,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--realtime", action="store_true",
+                        help="run server and load generator under SCHED_FIFO (Linux, root)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     server_cpu, client_cpu = default_cpus()
     target = TARGETS[args.target]
     reason = probe(args.server_python).reason_unavailable(target)
+    if reason is None and args.realtime:
+        reason = realtime_unavailable_reason()
     if reason is not None:
         parser.exit(2, f"cannot run: {reason}\n")
     spec = LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup, args.duration)
     try:
-        result = run_echo(target, spec, args.server_python, server_cpu, client_cpu)
+        result = run_echo(target, spec, args.server_python, server_cpu, client_cpu, args.realtime)
         check(result)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -62,6 +62,8 @@ def _machine(run: Run) -> List[str]:
     pinning = (f"server on CPU {bench.get('server_cpu')}, load generator on CPU "
                f"{bench.get('client_cpu')}" if bench.get("server_cpu") is not None
                else "none (fewer than two CPUs)")
+    if bench.get("realtime"):
+        pinning += "; both under SCHED_FIFO (shielded from other work on the machine)"
     facts = [
         ("machine", f"{machine.get('node', '?')} ({machine.get('machine', '?')})"),
         ("CPU", f"{cpu}, {bench.get('cpu_count', '?')} CPUs"),
