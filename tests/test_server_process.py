@@ -6,6 +6,7 @@ Every test runs once per variant; they need Linux's /proc and are skipped elsewh
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from typing import Iterator, List
 
@@ -36,10 +37,14 @@ def server_process(variant_name: str) -> Iterator[ServerProcess]:
 def test_slow_reader_memory_stays_bounded(server_process: ServerProcess) -> None:
     """200 MiB to a client that does not read for 2 s: the server's memory stays flat."""
     total = 200 * MiB
-    bound_kib = 64 * 1024
     with connect(server_process.address, timeout=60, rcvbuf=64 * 1024) as sock:
         assert echo(sock, b"warm up") == b"warm up"
         baseline = server_process.status_kib("VmRSS")
+        # The server owes at most a few hundred KiB per connection; 64 MiB leaves room
+        # for the interpreter. PyPy's GC lets the heap grow to ~1.8x what was live at
+        # the last major collection before it collects, so garbage of the transfer
+        # (already sent) may add up to the baseline again there.
+        bound_kib = 64 * 1024 + (baseline if sys.implementation.name == "pypy" else 0)
         transfer = Transfer(sock, total, seed=200).start()
         time.sleep(2.0)  # not reading: the server must stop reading too
         stalled_at = transfer.sent
@@ -58,33 +63,39 @@ def test_slow_reader_memory_stays_bounded(server_process: ServerProcess) -> None
 
 
 def test_idle_connection_memory(server_process: ServerProcess, variant_name: str) -> None:
-    """Measures (and bounds generously) the server's resident memory per idle connection."""
+    """Measures (and bounds generously) the server's resident memory per idle connection.
+
+    The marginal cost: VmRSS after ``2 * count`` idle connections minus after
+    ``count``, over ``count``; so start-up, warm-up and JIT compilation (PyPy) are
+    left out.
+    """
     # select() cannot watch descriptors >= FD_SETSIZE (1024): measure it below that.
-    count = 900 if variant_name == "selectors-select" else 2000
-    raise_descriptor_limit(count + 500)
-    warm = [connect(server_process.address) for _ in range(100)]
-    for sock in warm:
-        assert echo(sock, b"w") == b"w"
-    for sock in warm:
-        sock.close()
-    time.sleep(0.2)
-    baseline = server_process.status_kib("VmRSS")
+    count = 450 if variant_name == "selectors-select" else 2000
+    raise_descriptor_limit(2 * count + 500)
     clients: List[socket.socket] = []
+    readings = []
     try:
-        for _ in range(count):
-            clients.append(connect(server_process.address))
-        for sock in clients:
-            sock.sendall(b"i")
-        deadline = time.monotonic() + 30
-        for sock in clients:
-            assert recv_exactly(sock, 1, deadline) == b"i"
-        after = server_process.status_kib("VmRSS")
+        for _ in range(2):
+            batch = [connect(server_process.address) for _ in range(count)]
+            clients += batch
+            for sock in batch:
+                sock.sendall(b"i")
+            deadline = time.monotonic() + 30
+            for sock in batch:
+                assert recv_exactly(sock, 1, deadline) == b"i"
+            readings.append(server_process.status_kib("VmRSS"))
     finally:
         for sock in clients:
             sock.close()
-    per_connection = (after - baseline) * 1024 / count
-    print(f"\nidle connections: {per_connection:.0f} bytes of VmRSS each ({count} connections)")
-    assert per_connection < 16 * 1024
+    per_connection = (readings[1] - readings[0]) * 1024 / count
+    print(
+        f"\nidle connections: {per_connection:.0f} bytes of VmRSS each "
+        f"(from {count} to {2 * count} connections)"
+    )
+    # CPython: a few hundred bytes to ~2 KiB. PyPy's RSS moves with its GC and JIT
+    # (one reading can land before a major collection), hence its looser bound.
+    bound = 64 * 1024 if sys.implementation.name == "pypy" else 16 * 1024
+    assert per_connection < bound
 
 
 def test_emfile_backs_off_without_spinning(variant_name: str) -> None:
