@@ -85,10 +85,10 @@ def test_equal_deadlines_run_in_the_order_scheduled(poller: Poller) -> None:
 
 def test_timers_run_in_deadline_order(poller: Poller) -> None:
     seen: List[int] = []
-    base = poller.time()
+    poller.call_later(0.001, seen.append, -1)
+    base = poller.time()  # after the call_later: its deadline is earlier than base + 0.005
     for index in reversed(range(10)):
         poller.call_at(base + 0.005 * (index + 1), seen.append, index)
-    poller.call_later(0.001, seen.append, -1)
     run_until(poller, lambda: len(seen) == 11)
     assert seen == [-1, *range(10)]
 
