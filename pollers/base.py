@@ -56,6 +56,19 @@ Handler = Callable[[Any, int], None]
 Callback = Callable[..., object]
 
 
+_forks_seen = 0
+"""How many times this process is a fork child; the fork check compares it, since
+``os.getpid()`` is a system call on current glibc and the check runs on every call."""
+
+
+def _note_fork_in_child() -> None:
+    global _forks_seen
+    _forks_seen += 1
+
+
+os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
 class PollerClosedError(RuntimeError):
     """Raised by any use of a `Poller` after `Poller.close`."""
 
@@ -118,13 +131,14 @@ class Timer:
         self.callback = callback
         self.args = args
         self.cancelled = False
-        self._queue = queue
+        self._queue: Optional[TimerQueue] = queue  # None once out of the queue
 
     def cancel(self) -> None:
         """Prevent the callback from running; harmless if it already ran."""
         if not self.cancelled:
             self.cancelled = True
-            self._queue.note_cancelled()
+            if self._queue is not None:
+                self._queue.note_cancelled()
 
     def __repr__(self) -> str:
         state = "cancelled" if self.cancelled else "pending"
@@ -159,7 +173,7 @@ class TimerQueue:
         """The earliest deadline of a timer that is not cancelled, or None."""
         heap = self._heap
         while heap and heap[0][2].cancelled:
-            heapq.heappop(heap)
+            heapq.heappop(heap)[2]._queue = None
             self._cancelled -= 1
         return heap[0][0] if heap else None
 
@@ -169,6 +183,7 @@ class TimerQueue:
         due = []
         while heap and heap[0][0] <= now:
             timer = heapq.heappop(heap)[2]
+            timer._queue = None
             if timer.cancelled:
                 self._cancelled -= 1
             else:
@@ -197,6 +212,7 @@ class Poller(abc.ABC):
         self._closed = False
         self._running = False
         self._pid = os.getpid()
+        self._forks_seen = _forks_seen
 
     # -- descriptors -------------------------------------------------------
 
@@ -204,9 +220,10 @@ class Poller(abc.ABC):
         """Watch ``fd`` for ``events`` and call ``handler(fd, ready_events)``.
 
         ``fd`` is an int or an object with ``fileno()``; the handler receives
-        that same object back. ``ERROR`` is always reported where the backend
-        can tell it, whether asked for or not. A descriptor already registered
-        raises ValueError.
+        that same object back. ``ERROR`` needs no asking: it is reported where
+        the backend can tell it (none of today's can: `selectors` and asyncio
+        fold errors and hang-ups into READ/WRITE), so code must never depend on
+        it. A descriptor already registered raises ValueError.
         """
         self._check_usable()
         number = fileno_of(fd)
@@ -350,7 +367,7 @@ class Poller(abc.ABC):
         """
         if self._closed:
             return
-        forked = os.getpid() != self._pid
+        forked = _forks_seen != self._forks_seen
         if self._running and not forked:
             raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
         self._closed = True
@@ -381,7 +398,7 @@ class Poller(abc.ABC):
     def _check_usable(self) -> None:
         if self._closed:
             raise PollerClosedError(f"the {self.name} poller is closed")
-        if os.getpid() != self._pid:
+        if _forks_seen != self._forks_seen:
             raise PollerForkedError(
                 f"this {self.name} poller was created in process {self._pid}; "
                 "after fork() create a new poller in the child"
