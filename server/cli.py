@@ -5,6 +5,8 @@ once it accepts connections. SIGINT/SIGTERM stop accepting and drain the open
 connections for up to ``--drain-timeout`` seconds, then exit 0; a second
 signal closes everything at once. Counters are logged at exit.
 
+``--workers N`` runs N processes on the one port (see `server.workers`).
+
 Exit status: 0 after a signal, 1 if the server cannot listen, 2 for bad options
 or a poller that cannot run here (a one-line message naming why).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from typing import Dict, List, NoReturn, Optional, Sequence
 
@@ -21,6 +24,7 @@ import pollers
 
 from .echo_server import EchoServer
 from .listener import format_address
+from .workers import run_workers
 
 logger = logging.getLogger("server")
 
@@ -102,6 +106,12 @@ def build_parser() -> OneLineParser:
         help=f"on SIGINT/SIGTERM, serve open connections this long at most "
         f"(default {DEFAULT_DRAIN_TIMEOUT:g} s)",
     )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="processes serving the port, each with its own poller (default 1)",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     return parser
 
@@ -146,30 +156,71 @@ def _main(argv: Optional[Sequence[str]]) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.workers > 1:
+        poller.close()  # it only proved the variant runs here; workers make their own
+
+        def worker(sockets: Optional[List[socket.socket]], port: int) -> int:
+            return _run_worker(args, options, sockets, port)
+
+        try:
+            return run_workers(args.workers, args.host, args.port, worker)
+        except OSError as exc:
+            return _cannot_listen(args, exc)
     try:
         return serve(poller, args)
     finally:
         poller.close()
 
 
-def serve(poller: pollers.Poller, args: argparse.Namespace) -> int:
-    """Run an `EchoServer` on ``poller`` until a signal ends it; returns the exit status."""
+def _run_worker(
+    args: argparse.Namespace,
+    options: Dict[str, str],
+    sockets: Optional[List[socket.socket]],
+    port: int,
+) -> int:
+    """One worker of ``--workers N``, in its own process: its own poller, then `serve`."""
+    poller = pollers.create(args.poller, **options)
+    try:
+        return serve(poller, args, sockets=sockets, port=port, announce=False)
+    finally:
+        poller.close()
+
+
+def _cannot_listen(args: argparse.Namespace, exc: OSError) -> int:
+    message = " ".join(str(exc).split())
+    print(
+        f"echo-server: error: cannot listen on {args.host}:{args.port}: {message}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def serve(
+    poller: pollers.Poller,
+    args: argparse.Namespace,
+    *,
+    sockets: Optional[List[socket.socket]] = None,
+    port: Optional[int] = None,
+    announce: bool = True,
+) -> int:
+    """Run an `EchoServer` on ``poller`` until a signal ends it; returns the exit status.
+
+    A worker of ``--workers N`` passes the ``sockets`` it inherited, or else the
+    ``port`` it binds with SO_REUSEPORT; only a lone server ``announce``s its address.
+    """
     server = EchoServer(
         poller,
         args.host,
-        args.port,
+        args.port if port is None else port,
         max_connections=args.max_connections,
         idle_timeout=args.idle_timeout,
+        reuse_port=port is not None and sockets is None,
+        sockets=sockets,
     )
     try:
         server.start()
     except OSError as exc:
-        message = " ".join(str(exc).split())
-        print(
-            f"echo-server: error: cannot listen on {args.host}:{args.port}: {message}",
-            file=sys.stderr,
-        )
-        return 1
+        return _cannot_listen(args, exc)
     signals: List[int] = []
 
     def on_signal(signum: int) -> None:
@@ -185,8 +236,9 @@ def serve(poller: pollers.Poller, args: argparse.Namespace) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         poller.add_signal_handler(signum, on_signal, signum)
-    addresses = " ".join(format_address(address) for address in server.addresses)
-    print(f"listening on {addresses}", flush=True)
+    if announce:
+        addresses = " ".join(format_address(address) for address in server.addresses)
+        print(f"listening on {addresses}", flush=True)
     try:
         poller.run()
     finally:

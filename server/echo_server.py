@@ -66,7 +66,8 @@ class EchoServer:
 
     ``max_connections``: stop accepting while that many are open (None: no limit).
     ``idle_timeout``: close connections that move no byte for that many seconds.
-    The other keywords tune the connections (see `Limits`) and the listening sockets.
+    The other keywords tune the connections (see `Limits`) and the listening sockets;
+    ``sockets`` (listening, nonblocking) replaces binding ``host`` and ``port``.
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class EchoServer:
         backlog: int = socket.SOMAXCONN,
         reuse_port: bool = False,
         limits: Optional[Limits] = None,
+        sockets: Optional[List[socket.socket]] = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
@@ -92,6 +94,7 @@ class EchoServer:
         self.idle_timeout = idle_timeout
         self._backlog = backlog
         self._reuse_port = reuse_port
+        self._sockets = sockets
         self.limits = limits if limits is not None else Limits()
         self.connections: Set[Connection] = set()
         self._listener: Optional[Listener] = None
@@ -110,7 +113,10 @@ class EchoServer:
         """Bind, listen and register with the poller; returns self. OSError if binding fails."""
         if self._listener is not None:
             raise RuntimeError("the server is already started")
-        sockets = open_listeners(self.host, self.port, self._backlog, self._reuse_port)
+        if self._sockets is not None:
+            sockets = self._sockets
+        else:
+            sockets = open_listeners(self.host, self.port, self._backlog, self._reuse_port)
         self._listener = Listener(self.poller, sockets, self._accepted)
         try:
             self._listener.start()

@@ -23,6 +23,7 @@ import enum
 import errno
 import logging
 import socket
+import sys
 from typing import Callable, List, Optional, Tuple
 
 from pollers import Poller, Timer
@@ -57,12 +58,18 @@ Address = Tuple[str, int]
 
 
 def open_listeners(
-    host: Optional[str], port: int, backlog: int = socket.SOMAXCONN, reuse_port: bool = False
+    host: Optional[str],
+    port: int,
+    backlog: int = socket.SOMAXCONN,
+    reuse_port: bool = False,
+    listen: bool = True,
 ) -> List[socket.socket]:
     """Bind and listen on every address ``host`` resolves to; all share one port.
 
     ``host`` None or ``""`` means every interface (IPv4 and IPv6 where present).
     With ``port`` 0 the first socket picks a free port and the others reuse it.
+    ``reuse_port`` sets SO_REUSEPORT_LB/SO_REUSEPORT (see `reuse_port_available`);
+    ``listen=False`` only binds (reserving the port for other SO_REUSEPORT sockets).
     Raises OSError (including socket.gaierror) if any address cannot be bound.
     """
     infos = socket.getaddrinfo(
@@ -89,13 +96,21 @@ def open_listeners(
             if port == 0 and len(sockets) > 1:
                 sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
             sock.bind(sockaddr)
-            sock.listen(backlog)
+            if listen:
+                sock.listen(backlog)
             sock.setblocking(False)
     except BaseException:
         for sock in sockets:
             sock.close()
         raise
     return sockets
+
+
+def reuse_port_available() -> bool:
+    """Whether the kernel can spread one port's connections over several sockets."""
+    return hasattr(socket, "SO_REUSEPORT_LB") or (
+        hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
+    )
 
 
 def _reuse_port_option() -> int:

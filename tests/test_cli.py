@@ -39,6 +39,7 @@ BAD_ARGUMENTS = [
     ["--idle-timeout", "-1"],
     ["--drain-timeout", "nan"],
     ["--log-level", "loud"],
+    ["--workers", "0"],
     ["--unknown"],
 ]
 

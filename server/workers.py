@@ -1,0 +1,181 @@
+"""``--workers N``: N forked processes serving one port, and the parent that tends them.
+
+Each worker makes its own poller after the fork (a poller belongs to the
+process that made it) and runs `serve_one` as a single-process server would.
+How the workers share the port:
+
+- where the kernel balances one port over several sockets (`reuse_port_available`:
+  SO_REUSEPORT on Linux, SO_REUSEPORT_LB on FreeBSD), every worker binds its own
+  listening socket; the parent only binds (never listens) to hold the port;
+- elsewhere the parent binds and listens before forking and the workers inherit
+  that one socket.
+
+The parent forwards SIGINT/SIGTERM to the workers (each drains as usual; a
+second signal makes them exit at once), restarts a worker that dies while no
+shutdown is under way (at most once a second), and exits 0 once every worker
+exited cleanly after a shutdown signal. It sleeps in ``select`` on a signal
+wake-up descriptor, so it costs nothing while all is well.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+from .listener import format_address, open_listeners, reuse_port_available
+
+logger = logging.getLogger("server.workers")
+
+#: A worker that dies sooner than this after its start is restarted no sooner than that.
+RESTART_INTERVAL = 1.0
+SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+#: ``worker(shared_sockets, port)`` runs one worker and returns its exit status.
+WorkerMain = Callable[[Optional[List[socket.socket]], int], int]
+
+
+def run_workers(count: int, host: Optional[str], port: int, worker: WorkerMain) -> int:
+    """Bind, print the ``listening on`` line, fork ``count`` workers and tend them."""
+    reuse = reuse_port_available()
+    sockets = open_listeners(host, port, reuse_port=reuse, listen=not reuse)
+    try:
+        bound_port = sockets[0].getsockname()[1]
+        addresses = " ".join(format_address(sock.getsockname()[:2]) for sock in sockets)
+        print(f"listening on {addresses}", flush=True)
+        how = "SO_REUSEPORT" if reuse else "one inherited listening socket"
+        logger.info("%d workers on %s (%s)", count, addresses, how)
+        supervisor = Supervisor(count, lambda: worker(None if reuse else sockets, bound_port))
+        return supervisor.run()
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+class Supervisor:
+    """Forks and restarts workers; forwards shutdown signals to them."""
+
+    def __init__(self, count: int, worker: Callable[[], int]) -> None:
+        self.count = count
+        self._worker = worker
+        self.workers: Dict[int, float] = {}  # pid -> start time
+        self._signals: List[int] = []
+        self._forwarded = 0
+        self._failed = False
+        self._restart_at: List[float] = []
+
+    def run(self) -> int:
+        """Start the workers and tend them until they are all gone; the exit status."""
+        wake_read, wake_write = socket.socketpair()
+        wake_read.setblocking(False)
+        wake_write.setblocking(False)
+        self._wake_sockets = (wake_read, wake_write)
+        old_wakeup = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
+        old_handlers = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (*SHUTDOWN_SIGNALS, signal.SIGCHLD)
+        }
+        try:
+            for _ in range(self.count):
+                self._spawn()
+            while self.workers or (self._restart_at and not self._signals):
+                self._forward_signals()
+                self._reap()
+                self._restart_due()
+                timeout = None
+                if self._restart_at and not self._signals:
+                    timeout = max(0.0, min(self._restart_at) - time.monotonic())
+                if self.workers or timeout is not None:
+                    select.select([wake_read], [], [], timeout)
+                    _drain(wake_read)
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in old_handlers.items():
+                signal.signal(signum, handler)
+            wake_read.close()
+            wake_write.close()
+        return 1 if self._failed else 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if signum != signal.SIGCHLD:
+            self._signals.append(signum)
+
+    def _forward_signals(self) -> None:
+        while self._forwarded < len(self._signals):
+            signum = self._signals[self._forwarded]
+            self._forwarded += 1
+            name = signal.Signals(signum).name
+            logger.info("%s: passing it on to %d worker(s)", name, len(self.workers))
+            for pid in self.workers:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass  # already gone; _reap will see it
+
+    def _reap(self) -> None:
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            started = self.workers.pop(pid, None)
+            if started is None:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            logger.debug("worker %d exited with status %d", pid, code)
+            if self._signals:
+                if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    logger.error("worker %d exited with status %d during shutdown", pid, code)
+                    self._failed = True
+                continue
+            delay = max(0.0, started + RESTART_INTERVAL - time.monotonic())
+            logger.error("worker %d exited with status %d; restarting it", pid, code)
+            self._restart_at.append(time.monotonic() + delay)
+
+    def _restart_due(self) -> None:
+        if self._signals:
+            self._restart_at.clear()
+            return
+        now = time.monotonic()
+        due = [when for when in self._restart_at if when <= now]
+        self._restart_at = [when for when in self._restart_at if when > now]
+        for _ in due:
+            self._spawn()
+
+    def _spawn(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = time.monotonic()
+            return
+        # The child: forget the parent's signal plumbing, serve, and never return.
+        status = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (*SHUTDOWN_SIGNALS, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)
+            for sock in self._wake_sockets:
+                sock.close()
+            status = self._worker()
+        except BaseException:
+            logger.exception("worker %d failed", os.getpid())
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
