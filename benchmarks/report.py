@@ -202,6 +202,9 @@ def _client_bound_summary(run: Run) -> List[str]:
                      "server, but their server CPU per message stays valid:")
         lines.append("")
         lines.extend(f"- {row.group}: `{row.label}`" for row in bound)
+        lines += ["", "With one connection and one message in flight (the latency and idle cases) "
+                  "both sides mostly wait for each other, so there the flag says little; it "
+                  "matters for the throughput and bulk cases."]
     return [*lines, ""]
 
 

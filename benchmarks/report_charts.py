@@ -107,11 +107,17 @@ def _idle_chart(path: Path, groups: Sequence[Tuple[str, str, List[Row]]]) -> Non
     if not series:
         return
     idle_counts = sorted({idle for points in series.values() for idle, _ in points})
-    fig, axes = pyplot.subplots(figsize=(9, 5.5))
+    targets = list(dict.fromkeys(label.split(" (")[0] for label in series))
+    interpreters = list(dict.fromkeys(label.partition(" (")[2] for label in series))
+    colours = pyplot.get_cmap("tab20")
+    fig, axes = pyplot.subplots(figsize=(10, 6))
     for label, points in series.items():
         points.sort()
+        target, _, interpreter = label.partition(" (")
         axes.plot([idle_counts.index(idle) for idle, _ in points], [p50 for _, p50 in points],
-                  marker="o", label=label)
+                  color=colours(targets.index(target) % 20),
+                  linestyle=("-", "--", ":", "-.")[interpreters.index(interpreter) % 4],
+                  marker="s" if target.startswith("peer-") else "o", label=label)
     axes.set_xticks(range(len(idle_counts)))
     axes.set_xticklabels([f"{count:,}" for count in idle_counts])
     axes.set_xlabel("idle connections open")
