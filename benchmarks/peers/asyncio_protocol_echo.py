@@ -7,11 +7,11 @@ what the kernel does not take.
 from __future__ import annotations
 
 import asyncio
-import signal
+import socket
 import sys
 from typing import Optional
 
-from benchmarks.peers._common import announce, listening_socket, new_event_loop, parse_args
+from benchmarks.peers._common import parse_args, serve_asyncio
 
 
 class EchoProtocol(asyncio.Protocol):
@@ -25,18 +25,12 @@ class EchoProtocol(asyncio.Protocol):
         self.transport.write(data)
 
 
+async def start(listener: socket.socket) -> asyncio.AbstractServer:
+    return await asyncio.get_running_loop().create_server(EchoProtocol, sock=listener)
+
+
 def main() -> int:
-    args = parse_args(__doc__ or "", loops=True)
-    loop = new_event_loop(args.loop)
-    listener = listening_socket(args.host, args.port)
-    server = loop.run_until_complete(loop.create_server(EchoProtocol, sock=listener))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, loop.stop)
-    announce(listener)
-    loop.run_forever()
-    server.close()
-    loop.close()
-    return 0
+    return serve_asyncio(parse_args(__doc__ or "", loops=True), start)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
+import socket
 import sys
 
-from benchmarks.peers._common import (
-    READ_SIZE,
-    announce,
-    listening_socket,
-    new_event_loop,
-    parse_args,
-)
+from benchmarks.peers._common import READ_SIZE, parse_args, serve_asyncio
 
 
 async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -28,18 +22,12 @@ async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
+async def start(listener: socket.socket) -> asyncio.AbstractServer:
+    return await asyncio.start_server(echo, sock=listener)
+
+
 def main() -> int:
-    args = parse_args(__doc__ or "", loops=True)
-    loop = new_event_loop(args.loop)
-    listener = listening_socket(args.host, args.port)
-    server = loop.run_until_complete(asyncio.start_server(echo, sock=listener))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, loop.stop)
-    announce(listener)
-    loop.run_forever()
-    server.close()
-    loop.close()
-    return 0
+    return serve_asyncio(parse_args(__doc__ or "", loops=True), start)
 
 
 if __name__ == "__main__":
