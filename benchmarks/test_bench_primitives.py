@@ -7,12 +7,15 @@
 - ``wakeup``: with the poller blocked in its wait on another thread, another
   thread's `call_soon_threadsafe` until the callback has run (one wake-up per op).
 
-These run under the interpreter that runs pytest (not ``--server-python``). The
-operations are counted, so a backend that skips a callback fails the test.
+These run under the interpreter that runs pytest (not ``--server-python``), with
+the test's threads pinned to the server CPU (so the wake-up is measured on one
+CPU, not as a cross-CPU interrupt whose cost depends on where the threads land).
+The operations are counted, so a backend that skips a callback fails the test.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -30,7 +33,22 @@ WAKEUP_TIMEOUT = 5.0
 
 
 @pytest.fixture
-def poller(variant_name: str) -> Iterator[Poller]:
+def pinned(pytestconfig: pytest.Config) -> Iterator[None]:
+    """Pin the calling thread (and the threads it starts) to the server CPU for the test."""
+    cpu = settings(pytestconfig).server_cpu
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
+@pytest.fixture
+def poller(variant_name: str, pinned: None) -> Iterator[Poller]:
     instance = pollers.create(variant_name)
     try:
         yield instance
