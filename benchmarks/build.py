@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -75,6 +76,8 @@ def build(name: str, extra_flags: Tuple[str, ...] = ()) -> Path:
     os.chmod(temporary, 0o755)
     os.replace(temporary, target)
     for stale in BUILD_DIR.glob(f"{name}{suffix}-*"):
-        if stale != target:
-            stale.unlink(missing_ok=True)  # built from an older source
+        built_from_older_source = re.fullmatch(rf"{re.escape(name + suffix)}-[0-9a-f]{{12}}",
+                                               stale.name)
+        if stale != target and built_from_older_source:
+            stale.unlink(missing_ok=True)
     return target
