@@ -12,8 +12,11 @@ Options (each also read from an environment variable, for tox and CI):
   runs once per interpreter and its id ends with the interpreter's tag.
 - ``--bench-targets PATTERNS`` (``BENCH_TARGETS``): comma-separated fnmatch patterns
   of the targets to run (``selectors-*,peer-selectors``); default all.
-- ``--server-cpu N`` / ``--client-cpu N``: the CPUs to pin to (default the first
-  two allowed CPUs; ``none`` disables pinning).
+- ``--server-cpu CPUS`` / ``--client-cpu CPUS``: the CPUs to pin to, ``0`` or ``0,1``
+  (default the first two allowed CPUs, one each; ``none`` disables pinning).
+- ``--server-args ARGS`` (``BENCH_SERVER_ARGS``): extra options for ``python -m server``
+  (``--workers 2``...); peers do not get them. A server's CPU time and memory are
+  those of its whole process tree.
 - ``--bench-realtime`` (``BENCH_REALTIME=1``): run the servers and the load generator
   under SCHED_FIFO (Linux, root): on a shared machine, other work then cannot
   preempt them (the kernel's real-time throttling still leaves it 5% of each CPU).
@@ -24,6 +27,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,8 +40,10 @@ import pollers
 from .cases import EchoCase
 from .harness import (
     BenchmarkError,
+    CpuSet,
     check,
     default_cpus,
+    parse_cpus,
     realtime_unavailable_reason,
     run_echo,
     summary,
@@ -59,8 +65,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     "(env BENCH_SERVER_PYTHON)")
     group.addoption("--bench-targets", default=None,
                     help="comma-separated fnmatch patterns of targets (env BENCH_TARGETS)")
-    group.addoption("--server-cpu", default=None, help="CPU for the server, or 'none'")
-    group.addoption("--client-cpu", default=None, help="CPU for the load generator, or 'none'")
+    group.addoption("--server-cpu", default=None, help="CPUs for the server (0 or 0,1), or 'none'")
+    group.addoption("--client-cpu", default=None,
+                    help="CPUs for the load generator (1 or 0,1), or 'none'")
+    group.addoption("--server-args", default=None,
+                    help="extra options for python -m server, e.g. '--workers 2' "
+                    "(env BENCH_SERVER_ARGS)")
     group.addoption("--bench-realtime", action="store_true", default=None,
                     help="servers and load generator under SCHED_FIFO (Linux, root), shielded "
                     "from other work on a shared machine (env BENCH_REALTIME=1)")
@@ -72,18 +82,22 @@ class BenchSettings:
     warmup: float
     pythons: List[str]
     target_patterns: List[str]
-    server_cpu: Optional[int]
-    client_cpu: Optional[int]
+    server_cpu: CpuSet
+    client_cpu: CpuSet
+    server_args: List[str]
     realtime: bool
 
     def selected(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.target_patterns)
 
 
-def _cpu(value: Optional[str], default: Optional[int]) -> Optional[int]:
+def _cpu(value: Optional[str], default: CpuSet) -> CpuSet:
     if value is None:
         return default
-    return None if value.lower() == "none" else int(value)
+    try:
+        return parse_cpus(value)
+    except ValueError:
+        raise pytest.UsageError(f"bad CPU list {value!r}: use 0, 0,1 or none") from None
 
 
 _SETTINGS = pytest.StashKey[BenchSettings]()
@@ -110,6 +124,8 @@ def settings(config: pytest.Config) -> BenchSettings:
         target_patterns=[p.strip() for p in patterns.split(",") if p.strip()],
         server_cpu=_cpu(config.getoption("--server-cpu"), server_default),
         client_cpu=_cpu(config.getoption("--client-cpu"), client_default),
+        server_args=shlex.split(config.getoption("--server-args")
+                                or os.environ.get("BENCH_SERVER_ARGS", "")),
         realtime=bool(config.getoption("--bench-realtime")
                       or os.environ.get("BENCH_REALTIME", "") not in ("", "0")),
     )
@@ -197,7 +213,7 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
         def once() -> None:
             results.append(run_echo(target, case.spec(bench.duration, bench.warmup),
                                     server_python, bench.server_cpu, bench.client_cpu,
-                                    bench.realtime))
+                                    bench.realtime, bench.server_args))
 
         try:
             benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)
@@ -210,6 +226,7 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
             "case": case.id, "kind": case.kind, "group": case.group,
             "target_kind": target.kind, "description": target.description,
             "server_python": server_python,
+            "server_args": " ".join(bench.server_args) if target.kind == "variant" else "",
         })
         label = f"{target.name} ({result.interpreter})"
         progress(pytestconfig, f"  {case.group:<48} {label:<45} {summary(result)}")
@@ -266,6 +283,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "server_cpu": bench.server_cpu,
         "client_cpu": bench.client_cpu,
         "realtime": bench.realtime,
+        "server_args": " ".join(bench.server_args),
         "duration_s": bench.duration,
         "warmup_s": bench.warmup,
         "server_interpreters": [probe(python).as_dict() for python in bench.pythons],

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -39,6 +40,10 @@ from .targets import REPO_ROOT, TARGETS, Target, default_python, probe, server_e
 BANNER = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+)")
 STARTUP_TIMEOUT = 60.0  # PyPy plus Tornado can take a while to import on a busy machine
 STOP_TIMEOUT = 15.0
+
+
+#: CPUs to pin a process to (None: no pinning).
+CpuSet = Optional[Tuple[int, ...]]
 
 
 class BenchmarkError(RuntimeError):
@@ -152,6 +157,40 @@ def _linux_cpu_clock(pid: int) -> int:
     return ((~pid) << 3) | 2  # CPUCLOCK_SCHED of the whole process, as the kernel encodes it
 
 
+def process_tree(pid: int) -> List[int]:
+    """``pid`` and its live descendants (a server's workers), on Linux; elsewhere ``[pid]``."""
+    if not sys.platform.startswith("linux"):
+        return [pid]
+    children: Dict[int, List[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        children.setdefault(parent, []).append(int(entry.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, ()))
+    return tree
+
+
+def processes_cpu_seconds(pids: Sequence[int]) -> Tuple[float, str]:
+    """Total user + system CPU time of ``pids`` (processes that exited count 0)."""
+    total, source = 0.0, "none"
+    for pid in pids:
+        try:
+            seconds, source = process_cpu_seconds(pid)
+        except (OSError, ValueError, subprocess.SubprocessError):
+            continue
+        total += seconds
+    return total, source
+
+
 def process_cpu_seconds(pid: int) -> Tuple[float, str]:
     """User + system CPU time of process ``pid`` (all threads) and how it was read.
 
@@ -194,16 +233,29 @@ def process_rss_kib(pid: int) -> Optional[int]:
 # -- pinning and limits ------------------------------------------------------------
 
 
-def default_cpus() -> Tuple[Optional[int], Optional[int]]:
-    """(server CPU, client CPU): 0 and 1 when there are two CPUs to pin to, else no pinning."""
+def processes_rss_kib(pids: Sequence[int]) -> Optional[int]:
+    """Total resident memory of ``pids`` in KiB, or None if none can be read."""
+    sizes = [size for size in map(process_rss_kib, pids) if size is not None]
+    return sum(sizes) if sizes else None
+
+
+def default_cpus() -> Tuple[CpuSet, CpuSet]:
+    """(server CPUs, client CPUs): the first two allowed CPUs, or no pinning with fewer."""
     try:
         allowed = sorted(os.sched_getaffinity(0))
     except AttributeError:
         count = os.cpu_count() or 1
         allowed = list(range(count))
     if len(allowed) >= 2:
-        return allowed[0], allowed[1]
+        return (allowed[0],), (allowed[1],)
     return None, None
+
+
+def parse_cpus(text: str) -> CpuSet:
+    """``"0"``, ``"0,1"`` or ``"none"`` as a `CpuSet`; ValueError if malformed."""
+    if text.strip().lower() == "none":
+        return None
+    return tuple(int(part) for part in text.split(","))
 
 
 REALTIME_PRIORITY = 10
@@ -221,8 +273,8 @@ def realtime_unavailable_reason() -> Optional[str]:
     return None
 
 
-def _child_setup(cpu: Optional[int], realtime: bool = False) -> Callable[[], None]:
-    """What runs in a child before exec: pin to ``cpu``, raise RLIMIT_NOFILE to its maximum,
+def _child_setup(cpus: CpuSet, realtime: bool = False) -> Callable[[], None]:
+    """What runs in a child before exec: pin to ``cpus``, raise RLIMIT_NOFILE to its maximum,
     and, if ``realtime``, switch to SCHED_FIFO so other work on the CPU cannot preempt it.
     """
 
@@ -230,20 +282,20 @@ def _child_setup(cpu: Optional[int], realtime: bool = False) -> Callable[[], Non
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != hard:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, {cpu})
+        if cpus is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, set(cpus))
         if realtime:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
 
     return setup
 
 
-def pin_prefix(cpu: Optional[int]) -> List[str]:
-    """A command prefix that pins to ``cpu`` where Python cannot (FreeBSD's cpuset)."""
-    if cpu is None or hasattr(os, "sched_setaffinity"):
+def pin_prefix(cpus: CpuSet) -> List[str]:
+    """A command prefix that pins to ``cpus`` where Python cannot (FreeBSD's cpuset)."""
+    if cpus is None or hasattr(os, "sched_setaffinity"):
         return []
     if shutil.which("cpuset"):
-        return ["cpuset", "-l", str(cpu)]
+        return ["cpuset", "-l", ",".join(map(str, cpus))]
     return []
 
 
@@ -251,12 +303,17 @@ def pin_prefix(cpu: Optional[int]) -> List[str]:
 
 
 class ServerProcess:
-    """A server started with ``command``; `start` waits for its banner, `stop` sends SIGTERM."""
+    """A server started with ``command``; `start` waits for its banner, `stop` sends SIGTERM.
 
-    def __init__(self, command: Sequence[str], cpu: Optional[int], realtime: bool = False) -> None:
+    ``pids`` is the server process and the processes it forked before its banner
+    (``--workers``): their CPU time and memory are the server's.
+    """
+
+    def __init__(self, command: Sequence[str], cpus: CpuSet, realtime: bool = False) -> None:
         self.command = list(command)
-        self.cpu = cpu
+        self.cpus = cpus
         self.realtime = realtime
+        self.pids: List[int] = []
         self.process: Optional[subprocess.Popen[str]] = None
         self.host = ""
         self.port = 0
@@ -270,9 +327,9 @@ class ServerProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            pin_prefix(self.cpu) + self.command, stdin=subprocess.DEVNULL,
+            pin_prefix(self.cpus) + self.command, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=server_env(),
-            cwd=str(REPO_ROOT), preexec_fn=_child_setup(self.cpu, self.realtime),
+            cwd=str(REPO_ROOT), preexec_fn=_child_setup(self.cpus, self.realtime),
         )
         banner: List[str] = []
         reader = threading.Thread(target=self._read_stdout, args=(banner,), daemon=True)
@@ -289,6 +346,7 @@ class ServerProcess:
                 f"{self.stderr_tail()}"
             )
         self.host, self.port = match.group(1), int(match.group(2))
+        self.pids = process_tree(self.process.pid)
 
     def _read_stdout(self, banner: List[str]) -> None:
         assert self.process is not None and self.process.stdout is not None
@@ -329,15 +387,15 @@ class ServerProcess:
 # -- one run ---------------------------------------------------------------------------
 
 
-def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int],
+def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
                 realtime: bool = False) -> Tuple[Dict[str, Any], float, str, Optional[int]]:
     """Drive ``server``; return the loadgen JSON, the server CPU seconds in its window,
     how that CPU time was read, and the server's RSS at the window's end."""
-    command = [*pin_prefix(cpu), str(build("loadgen")), "--host", server.host,
+    command = [*pin_prefix(cpus), str(build("loadgen")), "--host", server.host,
                "--port", str(server.port), *spec.arguments()]
     loadgen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_child_setup(cpu, realtime))
+                               preexec_fn=_child_setup(cpus, realtime))
     watchdog = threading.Timer(spec.time_budget + 10, loadgen.kill)
     watchdog.start()
     cpu_start = cpu_end = 0.0
@@ -348,10 +406,10 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int],
         assert loadgen.stdout is not None and loadgen.stderr is not None
         for line in loadgen.stdout:
             if line.startswith("MARK window-start"):
-                cpu_start, source = process_cpu_seconds(server.pid)
+                cpu_start, source = processes_cpu_seconds(server.pids)
             elif line.startswith("MARK window-end"):
-                cpu_end, source = process_cpu_seconds(server.pid)
-                rss_after = process_rss_kib(server.pid)
+                cpu_end, source = processes_cpu_seconds(server.pids)
+                rss_after = processes_rss_kib(server.pids)
             elif line.strip():
                 last = line
         errors = loadgen.stderr.read()
@@ -374,24 +432,25 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpu: Optional[int],
 
 
 def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
-             server_cpu: Optional[int] = None, client_cpu: Optional[int] = None,
-             realtime: bool = False) -> EchoResult:
+             server_cpus: CpuSet = None, client_cpus: CpuSet = None,
+             realtime: bool = False, server_args: Sequence[str] = ()) -> EchoResult:
     """Start ``target`` under ``python``, drive it with ``spec``, stop it; return the figures.
 
     ``realtime`` runs both processes under SCHED_FIFO (Linux, root), which shields a
     run from other work on a shared machine: every run is bounded, and the kernel's
-    real-time throttling still leaves 5% of each CPU to the rest.
+    real-time throttling still leaves 5% of each CPU to the rest. ``server_args`` are
+    added to the command line of the project's server (``--workers 2``...), not to peers'.
 
     Raises BenchmarkError when the server fails to start, crashes or does not exit 0
     on SIGTERM. The figures themselves are checked by `check`.
     """
     python = python or default_python()
     interpreter = "native" if target.native else probe(python).label
-    server = ServerProcess(target.command(python), server_cpu, realtime)
+    server = ServerProcess(target.command(python, server_args), server_cpus, realtime)
     try:
         server.start()
-        rss_before = process_rss_kib(server.pid)
-        report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpu, realtime)
+        rss_before = processes_rss_kib(server.pids)
+        report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpus, realtime)
         status = server.stop()
         return EchoResult(
             target=target.name, interpreter=interpreter, spec=spec, loadgen=report,
@@ -452,11 +511,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--server-cpu", type=parse_cpus, default=None,
+                        help="CPUs for the server: 0, 0,1 or none (default the first CPU)")
+    parser.add_argument("--client-cpu", type=parse_cpus, default=None,
+                        help="CPUs for the load generator (default the second CPU)")
+    parser.add_argument("--server-args", default="",
+                        help="extra options for python -m server, e.g. '--workers 2'")
     parser.add_argument("--realtime", action="store_true",
                         help="run server and load generator under SCHED_FIFO (Linux, root)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    server_cpu, client_cpu = default_cpus()
+    server_cpus, client_cpus = default_cpus()
+    if args.server_cpu is not None:
+        server_cpus = args.server_cpu
+    if args.client_cpu is not None:
+        client_cpus = args.client_cpu
     target = TARGETS[args.target]
     reason = probe(args.server_python).reason_unavailable(target)
     if reason is None and args.realtime:
@@ -465,7 +534,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.exit(2, f"cannot run: {reason}\n")
     spec = LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup, args.duration)
     try:
-        result = run_echo(target, spec, args.server_python, server_cpu, client_cpu, args.realtime)
+        result = run_echo(target, spec, args.server_python, server_cpus, client_cpus,
+                          args.realtime, shlex.split(args.server_args))
         check(result)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

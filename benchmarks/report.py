@@ -59,9 +59,16 @@ def _machine(run: Run) -> List[str]:
     machine = run.machine
     bench = machine.get("pollers_bench", {})
     cpu = bench.get("cpu_model") or machine.get("cpu", {}).get("brand_raw", "?")
-    pinning = (f"server on CPU {bench.get('server_cpu')}, load generator on CPU "
-               f"{bench.get('client_cpu')}" if bench.get("server_cpu") is not None
+    def cpus(value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(str, value))
+        return str(value)
+
+    pinning = (f"server on CPU {cpus(bench.get('server_cpu'))}, load generator on CPU "
+               f"{cpus(bench.get('client_cpu'))}" if bench.get("server_cpu") is not None
                else "none (fewer than two CPUs)")
+    if bench.get("server_args"):
+        pinning += f"; server options `{bench['server_args']}`"
     if bench.get("realtime"):
         pinning += "; both under SCHED_FIFO (shielded from other work on the machine)"
     facts = [

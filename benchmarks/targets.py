@@ -15,7 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pollers
 
@@ -40,13 +40,16 @@ class Target:
     needs: Tuple[str, ...] = ()  # peers: modules the server interpreter must have
     native: bool = False  # a compiled peer: the interpreter dimension does not apply
 
-    def command(self, python: str) -> List[str]:
-        """The command line that starts this server on an ephemeral port."""
+    def command(self, python: str, server_args: Sequence[str] = ()) -> List[str]:
+        """The command line that starts this server on an ephemeral port.
+
+        ``server_args`` go to the project's server only (peers have no such options).
+        """
         if self.kind == "variant":
             family, options = pollers.VARIANTS[self.name]
             flags = [f"--{key}={value}" for key, value in options.items()]
             return [python, "-m", "server", f"--poller={family}", *flags,
-                    "--host=127.0.0.1", "--port=0"]
+                    "--host=127.0.0.1", "--port=0", *server_args]
         assert self.script is not None
         if self.native:
             return [str(build(self.script)), "--host", "127.0.0.1", "--port", "0"]

@@ -35,12 +35,12 @@ WAKEUP_TIMEOUT = 5.0
 @pytest.fixture
 def pinned(pytestconfig: pytest.Config) -> Iterator[None]:
     """Pin the calling thread (and the threads it starts) to the server CPU for the test."""
-    cpu = settings(pytestconfig).server_cpu
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
+    cpus = settings(pytestconfig).server_cpu
+    if cpus is None or not hasattr(os, "sched_setaffinity"):
         yield
         return
     previous = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {cpu})
+    os.sched_setaffinity(0, set(cpus))
     try:
         yield
     finally:
