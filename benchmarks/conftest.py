@@ -31,6 +31,7 @@ import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import pytest
@@ -74,6 +75,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-realtime", action="store_true", default=None,
                     help="servers and load generator under SCHED_FIFO (Linux, root), shielded "
                     "from other work on a shared machine (env BENCH_REALTIME=1)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Create the folder of ``--benchmark-json`` (``reports/`` is not in a fresh clone)."""
+    path = config.getoption("benchmark_json", None)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True)
