@@ -24,7 +24,7 @@ import pollers
 
 from .echo_server import EchoServer
 from .listener import format_address
-from .workers import run_workers
+from .workers import block_shutdown_signals, run_workers, unblock_shutdown_signals
 
 logger = logging.getLogger("server")
 
@@ -159,8 +159,10 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     if args.workers > 1:
         poller.close()  # it only proved the variant runs here; workers make their own
 
-        def worker(sockets: Optional[List[socket.socket]], port: int) -> int:
-            return _run_worker(args, options, sockets, port)
+        def worker(
+            sockets: Optional[List[socket.socket]], port: int, ready: Callable[[], None]
+        ) -> int:
+            return _run_worker(args, options, sockets, port, ready)
 
         try:
             return run_workers(args.workers, args.host, args.port, worker)
@@ -177,11 +179,12 @@ def _run_worker(
     options: Dict[str, str],
     sockets: Optional[List[socket.socket]],
     port: int,
+    ready: Callable[[], None],
 ) -> int:
     """One worker of ``--workers N``, in its own process: its own poller, then `serve`."""
     poller = pollers.create(args.poller, **options)
     try:
-        return serve(poller, args, sockets=sockets, port=port, announce=False)
+        return serve(poller, args, sockets=sockets, port=port, on_listening=ready)
     finally:
         poller.close()
 
@@ -201,12 +204,13 @@ def serve(
     *,
     sockets: Optional[List[socket.socket]] = None,
     port: Optional[int] = None,
-    announce: bool = True,
+    on_listening: Optional[Callable[[], None]] = None,
 ) -> int:
     """Run an `EchoServer` on ``poller`` until a signal ends it; returns the exit status.
 
     A worker of ``--workers N`` passes the ``sockets`` it inherited, or else the
-    ``port`` it binds with SO_REUSEPORT; only a lone server ``announce``s its address.
+    ``port`` it binds with SO_REUSEPORT, and ``on_listening`` (called instead of
+    printing the ``listening on`` line, which its parent prints).
     """
     server = EchoServer(
         poller,
@@ -217,10 +221,6 @@ def serve(
         reuse_port=port is not None and sockets is None,
         sockets=sockets,
     )
-    try:
-        server.start()
-    except OSError as exc:
-        return _cannot_listen(args, exc)
     signals: List[int] = []
 
     def on_signal(signum: int) -> None:
@@ -234,9 +234,21 @@ def serve(
             server.close()
             poller.stop()
 
+    # Hold the signals until the loop runs: uvloop loses one that arrives between
+    # add_signal_handler() and run() (a worker has them blocked since its fork).
+    block_shutdown_signals()
+    poller.call_soon(unblock_shutdown_signals)
     for signum in (signal.SIGINT, signal.SIGTERM):
         poller.add_signal_handler(signum, on_signal, signum)
-    if announce:
+    # Handlers first: a worker must never listen while a signal would kill it.
+    try:
+        server.start()
+    except OSError as exc:
+        unblock_shutdown_signals()
+        return _cannot_listen(args, exc)
+    if on_listening is not None:
+        on_listening()
+    else:
         addresses = " ".join(format_address(address) for address in server.addresses)
         print(f"listening on {addresses}", flush=True)
     try:

@@ -10,6 +10,9 @@ How the workers share the port:
 - elsewhere the parent binds and listens before forking and the workers inherit
   that one socket.
 
+The parent prints the ``listening on`` line once every worker has said (through
+a socketpair) that it listens; a worker that dies before that stops them all.
+
 The parent forwards SIGINT/SIGTERM to the workers (each drains as usual; a
 second signal makes them exit at once), restarts a worker that dies while no
 shutdown is under way (at most once a second), and exits 0 once every worker
@@ -36,22 +39,28 @@ logger = logging.getLogger("server.workers")
 RESTART_INTERVAL = 1.0
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-#: ``worker(shared_sockets, port)`` runs one worker and returns its exit status.
-WorkerMain = Callable[[Optional[List[socket.socket]], int], int]
+#: ``worker(shared_sockets, port, ready)`` runs one worker and returns its exit
+#: status; it calls ``ready()`` once it is listening.
+WorkerMain = Callable[[Optional[List[socket.socket]], int, Callable[[], None]], int]
 
 
 def run_workers(count: int, host: Optional[str], port: int, worker: WorkerMain) -> int:
-    """Bind, print the ``listening on`` line, fork ``count`` workers and tend them."""
+    """Bind, fork ``count`` workers, print ``listening on`` once all listen, tend them."""
     reuse = reuse_port_available()
     sockets = open_listeners(host, port, reuse_port=reuse, listen=not reuse)
     try:
         bound_port = sockets[0].getsockname()[1]
         addresses = " ".join(format_address(sock.getsockname()[:2]) for sock in sockets)
-        print(f"listening on {addresses}", flush=True)
         how = "SO_REUSEPORT" if reuse else "one inherited listening socket"
         logger.info("%d workers on %s (%s)", count, addresses, how)
-        supervisor = Supervisor(count, lambda: worker(None if reuse else sockets, bound_port))
-        return supervisor.run()
+
+        def announce() -> None:
+            print(f"listening on {addresses}", flush=True)
+
+        def run_one(ready: Callable[[], None]) -> int:
+            return worker(None if reuse else sockets, bound_port, ready)
+
+        return Supervisor(count, run_one, announce).run()
     finally:
         for sock in sockets:
             sock.close()
@@ -60,9 +69,16 @@ def run_workers(count: int, host: Optional[str], port: int, worker: WorkerMain) 
 class Supervisor:
     """Forks and restarts workers; forwards shutdown signals to them."""
 
-    def __init__(self, count: int, worker: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        count: int,
+        worker: Callable[[Callable[[], None]], int],
+        announce: Callable[[], None],
+    ) -> None:
         self.count = count
         self._worker = worker
+        self._announce = announce
+        self._ready = 0
         self.workers: Dict[int, float] = {}  # pid -> start time
         self._signals: List[int] = []
         self._forwarded = 0
@@ -72,9 +88,10 @@ class Supervisor:
     def run(self) -> int:
         """Start the workers and tend them until they are all gone; the exit status."""
         wake_read, wake_write = socket.socketpair()
-        wake_read.setblocking(False)
-        wake_write.setblocking(False)
-        self._wake_sockets = (wake_read, wake_write)
+        ready_read, self._ready_write = socket.socketpair()
+        for sock in (wake_read, wake_write, ready_read):
+            sock.setblocking(False)
+        self._parent_sockets = (wake_read, wake_write, ready_read)
         old_wakeup = signal.set_wakeup_fd(wake_write.fileno(), warn_on_full_buffer=False)
         old_handlers = {
             signum: signal.signal(signum, self._on_signal)
@@ -91,15 +108,28 @@ class Supervisor:
                 if self._restart_at and not self._signals:
                     timeout = max(0.0, min(self._restart_at) - time.monotonic())
                 if self.workers or timeout is not None:
-                    select.select([wake_read], [], [], timeout)
+                    select.select([wake_read, ready_read], [], [], timeout)
                     _drain(wake_read)
+                    self._count_ready(ready_read)
         finally:
             signal.set_wakeup_fd(old_wakeup)
             for signum, handler in old_handlers.items():
                 signal.signal(signum, handler)
-            wake_read.close()
-            wake_write.close()
+            for sock in (*self._parent_sockets, self._ready_write):
+                sock.close()
         return 1 if self._failed else 0
+
+    def _count_ready(self, ready_read: socket.socket) -> None:
+        """Workers send a byte once listening; announce when the first ``count`` did."""
+        if self._ready >= self.count:
+            _drain(ready_read)
+            return
+        try:
+            self._ready += len(ready_read.recv(4096))
+        except (BlockingIOError, InterruptedError):
+            return
+        if self._ready >= self.count and not self._signals:
+            self._announce()
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum != signal.SIGCHLD:
@@ -135,6 +165,11 @@ class Supervisor:
                     logger.error("worker %d exited with status %d during shutdown", pid, code)
                     self._failed = True
                 continue
+            if self._ready < self.count:
+                logger.error("worker %d exited with status %d while starting; stopping", pid, code)
+                self._failed = True
+                self._signals.append(signal.SIGTERM)
+                continue
             delay = max(0.0, started + RESTART_INTERVAL - time.monotonic())
             logger.error("worker %d exited with status %d; restarting it", pid, code)
             self._restart_at.append(time.monotonic() + delay)
@@ -152,25 +187,48 @@ class Supervisor:
     def _spawn(self) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # Block the shutdown signals across fork(): a signal meant for the new worker
+        # must not be swallowed by the parent's handler that the child inherits.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            raise
         if pid:
             self.workers[pid] = time.monotonic()
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             return
         # The child: forget the parent's signal plumbing, serve, and never return.
+        # The shutdown signals stay blocked until the worker calls
+        # `unblock_shutdown_signals` from inside its running loop: a signal that
+        # comes during start-up then waits for the handlers (uvloop loses one that
+        # arrives between add_signal_handler() and run_forever()).
         status = 1
         try:
             signal.set_wakeup_fd(-1)
             for signum in (*SHUTDOWN_SIGNALS, signal.SIGCHLD):
                 signal.signal(signum, signal.SIG_DFL)
-            for sock in self._wake_sockets:
+            for sock in self._parent_sockets:
                 sock.close()
-            status = self._worker()
+            ready_write = self._ready_write
+            status = self._worker(lambda: ready_write.sendall(b"!"))
         except BaseException:
             logger.exception("worker %d failed", os.getpid())
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
+
+
+def block_shutdown_signals() -> None:
+    """Hold SIGINT/SIGTERM pending (main thread) until `unblock_shutdown_signals`."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
+
+
+def unblock_shutdown_signals() -> None:
+    """Deliver SIGINT/SIGTERM again: call it once the loop runs with its handlers."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
 
 
 def _drain(sock: socket.socket) -> None:

@@ -167,3 +167,10 @@ def test_second_signal_exits_at_once(variant_name: str) -> None:
             assert is_closed_by_peer(sock, 1)
         log = process.stderr()
         assert "Traceback" not in log and "closing 1 connection(s) now" in log, log
+
+
+def test_a_signal_right_after_start_is_not_lost(variant_name: str) -> None:
+    with ServerProcess(variant_arguments(variant_name)) as process:
+        process.send_signal(signal.SIGTERM)  # at once: the loop may not run yet
+        assert process.wait(10) == 0
+        assert "Traceback" not in process.stderr()
