@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import signal
 import time
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Set, Tuple
 
 from .base import Callback, Poller
 from .selector_poller import forget_stale_kernel_entry
@@ -51,6 +52,12 @@ class LoopBackedPoller(Poller):
         self._asyncio_loop = asyncio_loop
         self._armed_handle: Any = None
         self._armed_for: Optional[float] = None
+        # uvloop only listens for signals while it runs: one that arrives between
+        # add_signal_handler() and run(), or between two runs, is dropped. So on
+        # uvloop the handled signals stay blocked while the loop is not running
+        # and are released (pending ones delivered) as the loop starts.
+        self._holds_signals = type(asyncio_loop).__module__.startswith("uvloop")
+        self._held_signals: Set[int] = set()
 
     @abc.abstractmethod
     def _schedule(self, delay: float, callback: Callback) -> Any:
@@ -93,3 +100,30 @@ class LoopBackedPoller(Poller):
         self, sig: int, callback: Callback, args: Tuple[Any, ...]
     ) -> None:
         self._asyncio_loop.add_signal_handler(sig, self._run_callback, callback, args)
+        if self._holds_signals:
+            self._held_signals.add(sig)
+            if not self._running:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {sig})
+
+    def run(self) -> None:
+        held = self._held_signals
+        if held:
+            self._check_usable()
+            self._asyncio_loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, held)
+        try:
+            super().run()
+        finally:
+            if held and not self._closed:
+                signal.pthread_sigmask(signal.SIG_BLOCK, held)
+
+    def close(self) -> None:
+        held = self._held_signals
+        super().close()
+        if held and self._closed:
+            # A held signal still pending was meant for the loop that is now gone:
+            # consume it rather than let its default action run on unblocking.
+            for _ in range(len(held)):
+                if signal.sigtimedwait(held, 0) is None:
+                    break
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+            held.clear()

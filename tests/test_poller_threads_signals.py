@@ -121,6 +121,23 @@ def test_stop_from_a_signal_handler(poller: Poller, sender: str) -> None:
     assert seen == ["usr1"]
 
 
+@pytest.mark.parametrize("when", ["before the first run", "between two runs"])
+def test_a_signal_while_the_loop_is_not_running_is_handled_when_it_runs(
+    poller: Poller, when: str
+) -> None:
+    """Not lost, not fatal: uvloop itself only listens while it runs."""
+    seen: List[int] = []
+    poller.add_signal_handler(signal.SIGUSR1, seen.append, 1)
+    if when == "between two runs":
+        run_once(poller)
+    os.kill(os.getpid(), signal.SIGUSR1)
+    net = SafetyNet(poller)
+    poller.call_soon(lambda: poller.call_later(0.05, poller.stop))
+    poller.run()
+    net.cancel()
+    assert seen == [1]
+
+
 def test_add_signal_handler_outside_the_main_thread_raises(poller: Poller) -> None:
     errors: List[BaseException] = []
 
