@@ -42,6 +42,19 @@ _TO_SELECTOR = {0: 0, READ: selectors.EVENT_READ, WRITE: selectors.EVENT_WRITE,
 # selectors' EVENT_READ/EVENT_WRITE are 1 and 2; ours are Tornado's 1 and 4.
 _FROM_SELECTOR = (0, READ, WRITE, READ | WRITE)
 
+#: ``_DELIVER[interest][selected]``: the events to hand a handler whose current interest
+#: is ``interest`` (our bits) when the selector reported ``selected`` (its bits).
+_DELIVER: Dict[int, Tuple[int, ...]] = {
+    interest: tuple(bits & interest for bits in _FROM_SELECTOR) for interest in _TO_SELECTOR
+}
+
+#: Each registration's selector data (``key.data``, also its ``backend_data``) is a list
+#: ``[_DELIVER[current interest], handler, fileobj]``: the dispatch loop unpacks it, cheaper
+#: than attribute look-ups on a registration object, and `SelectorPoller` replaces its
+#: first item whenever the interest changes, so dispatch masks with the current interest.
+_DELIVERY, _HANDLER, _FILEOBJ = range(3)
+DispatchData = List[Any]
+
 
 def selector_unavailable_reason(kind: str) -> Optional[str]:
     """None if selector ``kind`` exists here, else why not."""
@@ -93,50 +106,55 @@ class SelectorPoller(Poller):
         self._waker_read, self._waker_write = socket.socketpair()
         self._waker_read.setblocking(False)
         self._waker_write.setblocking(False)
-        waker = Registration(self._waker_read.fileno(), self._waker_read, self._drain_waker, READ)
-        selector.register(waker.fd, selectors.EVENT_READ, waker)
+        waker: DispatchData = [_DELIVER[READ], self._drain_waker, self._waker_read]
+        selector.register(self._waker_read.fileno(), selectors.EVENT_READ, waker)
         self._old_wakeup_fd: Optional[int] = None
         self._old_signal_handlers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
 
     def _backend_register(self, registration: Registration) -> None:
+        data: DispatchData = [
+            _DELIVER[registration.events], registration.handler, registration.fileobj
+        ]
+        registration.backend_data = data
         if registration.events:
-            self._selector_add(registration)
+            self._selector_add(registration.fd, registration.events, data)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
+        data: DispatchData = registration.backend_data
+        data[_DELIVERY] = _DELIVER[events]
         if not registration.events:
-            registration.events = events
-            self._selector_add(registration)
+            self._selector_add(registration.fd, events, data)
         elif not events:
             self._selector_remove(registration.fd)
         else:
             try:
-                self._selector.modify(registration.fd, _TO_SELECTOR[events], registration)
+                self._selector.modify(registration.fd, _TO_SELECTOR[events], data)
             except OSError as exc:
                 # ENOENT/EBADF: the kernel lost the registration (the descriptor was
                 # closed and its number reused); the selector has dropped its key.
                 if exc.errno not in (errno.ENOENT, errno.EBADF):
                     raise
-                registration.events = events
-                self._selector_add(registration)
+                self._selector_add(registration.fd, events, data)
 
     def _backend_unregister(self, registration: Registration) -> None:
+        registration.backend_data[_DELIVERY] = _DELIVER[0]  # an event of this batch is dropped
         self._selector_remove(registration.fd)
 
-    def _selector_add(self, registration: Registration) -> None:
-        events = _TO_SELECTOR[registration.events]
+    def _selector_add(self, fd: int, interest: int, data: DispatchData) -> None:
+        events = _TO_SELECTOR[interest]
         try:
-            self._selector.register(registration.fd, events, registration)
+            self._selector.register(fd, events, data)
         except KeyError:
             # The selector still holds a stale key for this number (the descriptor
             # was closed and reused while registered): replace it.
-            self._selector_remove(registration.fd)
-            self._selector.register(registration.fd, events, registration)
+            self._selector_remove(fd)
+            self._selector.register(fd, events, data)
         except FileExistsError:
-            if not forget_stale_kernel_entry(self._selector, registration.fd):
+            if not forget_stale_kernel_entry(self._selector, fd):
                 raise
-            self._selector.register(registration.fd, events, registration)
+            self._selector.register(fd, events, data)
 
     def _selector_remove(self, fd: int) -> None:
         try:
@@ -196,12 +214,19 @@ class SelectorPoller(Poller):
     def _select(self, timeout: Optional[float]) -> List[Tuple[selectors.SelectorKey, int]]:
         return self._selector.select(timeout)
 
+    def _handler_raised(self, fd: int, data: DispatchData) -> None:
+        """The handler of ``data`` raised: log it and unregister it if it is still registered."""
+        registration = self._registrations.get(fd)
+        if registration is None or registration.backend_data is not data:
+            # Unregistered (perhaps replaced) by the handler itself: only log.
+            registration = Registration(fd, data[_FILEOBJ], data[_HANDLER], 0)
+        self._dispatch_failed(registration)
+
     def _backend_run(self) -> None:
         select = self._select
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
-        from_selector = _FROM_SELECTOR
         run_callback = self._run_callback
         try:
             while True:
@@ -214,13 +239,13 @@ class SelectorPoller(Poller):
                     else:
                         timeout = max(0.0, deadline - monotonic())
                 for key, selected in select(timeout):
-                    registration = key.data
-                    events = from_selector[selected] & registration.events
+                    delivery, handler, fileobj = key.data  # see DispatchData
+                    events = delivery[selected]  # masked with the current interest
                     if events:
                         try:
-                            registration.handler(registration.fileobj, events)
+                            handler(fileobj, events)
                         except Exception:
-                            self._dispatch_failed(registration)
+                            self._handler_raised(key.fd, key.data)
                 if timers:
                     self._run_due_timers()
                 # Run what was queued before this point; what those queue runs next pass.
