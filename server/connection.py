@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import mmap
 import socket
 from typing import Optional, Protocol
 
@@ -101,7 +102,10 @@ class Limits:
             raise ValueError("buffer_size and read_budget must be positive")
         if not 0 <= low_water < high_water:
             raise ValueError(f"need 0 <= low_water < high_water, got {low_water}, {high_water}")
-        self.buffer = bytearray(buffer_size)
+        # An anonymous mapping rather than a bytearray: PyPy reads into it and sends from
+        # it without a copy of its own (a bytearray may move, so PyPy copies through a
+        # bounce buffer on each side); CPython is indifferent. See docs/performance.md.
+        self.buffer = mmap.mmap(-1, buffer_size)
         self.view = memoryview(self.buffer)
         self.read_budget = read_budget
         self.high_water = high_water
