@@ -7,7 +7,7 @@ each is masked with the current interest, so a dropped interest never fires.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .base import READ, WRITE, Callback, Registration
 from .loop_base import LoopBackedPoller, new_event_loop
@@ -20,21 +20,31 @@ class AsyncioPoller(LoopBackedPoller):
 
     # -- descriptors -------------------------------------------------------
 
-    def _on_readable(self, registration: Registration) -> None:
-        if registration.events & READ:
-            try:
-                registration.handler(registration.fileobj, READ)
-            except Exception:
-                self._dispatch_failed(registration)
+    def _make_callback(self, registration: Registration, bit: int) -> Callable[[], None]:
+        """The loop's reader (``bit`` READ) or writer (WRITE) callback for ``registration``.
 
-    def _on_writable(self, registration: Registration) -> None:
-        if registration.events & WRITE:
-            try:
-                registration.handler(registration.fileobj, WRITE)
-            except Exception:
-                self._dispatch_failed(registration)
+        A closure over the handler and the object: cheaper per event than a method
+        that reads them from the registration. The interest is read at each call, so
+        an interest dropped meanwhile never fires.
+        """
+        handler = registration.handler
+        fileobj = registration.fileobj
+        failed = self._dispatch_failed
+
+        def on_ready() -> None:
+            if registration.events & bit:
+                try:
+                    handler(fileobj, bit)
+                except Exception:
+                    failed(registration)
+
+        return on_ready
 
     def _backend_register(self, registration: Registration) -> None:
+        registration.backend_data = (
+            self._make_callback(registration, READ),
+            self._make_callback(registration, WRITE),
+        )
         self._set_interest(registration, 0, registration.events)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
@@ -55,16 +65,13 @@ class AsyncioPoller(LoopBackedPoller):
     def _set_interest(self, registration: Registration, old: int, new: int) -> None:
         loop = self._asyncio_loop
         fd = registration.fd
+        on_readable, on_writable = registration.backend_data
         if new & READ and not old & READ:
-            self._add_forgetting_stale_entry(
-                fd, lambda: loop.add_reader(fd, self._on_readable, registration)
-            )
+            self._add_forgetting_stale_entry(fd, lambda: loop.add_reader(fd, on_readable))
         elif old & READ and not new & READ:
             loop.remove_reader(fd)
         if new & WRITE and not old & WRITE:
-            self._add_forgetting_stale_entry(
-                fd, lambda: loop.add_writer(fd, self._on_writable, registration)
-            )
+            self._add_forgetting_stale_entry(fd, lambda: loop.add_writer(fd, on_writable))
         elif old & WRITE and not new & WRITE:
             loop.remove_writer(fd)
 
