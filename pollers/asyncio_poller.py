@@ -61,6 +61,9 @@ class AsyncioPoller(LoopBackedPoller):
             self._set_interest(registration, READ | WRITE, 0)
         except (OSError, ValueError):
             pass  # the descriptor was closed: the loop has forgotten it already
+        # The callbacks refer to the registration: drop them, so that no cycle keeps
+        # the handler (and what it refers to) alive until the garbage collector runs.
+        registration.backend_data = None
 
     def _set_interest(self, registration: Registration, old: int, new: int) -> None:
         loop = self._asyncio_loop
