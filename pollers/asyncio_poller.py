@@ -7,7 +7,7 @@ each is masked with the current interest, so a dropped interest never fires.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from .base import READ, WRITE, Callback, Registration
 from .loop_base import LoopBackedPoller, new_event_loop
@@ -20,31 +20,21 @@ class AsyncioPoller(LoopBackedPoller):
 
     # -- descriptors -------------------------------------------------------
 
-    def _make_callback(self, registration: Registration, bit: int) -> Callable[[], None]:
-        """The loop's reader (``bit`` READ) or writer (WRITE) callback for ``registration``.
+    def _on_readable(self, registration: Registration) -> None:
+        if registration.events & READ:
+            try:
+                registration.handler(registration.fileobj, READ)
+            except Exception:
+                self._dispatch_failed(registration)
 
-        A closure over the handler and the object: cheaper per event than a method
-        that reads them from the registration. The interest is read at each call, so
-        an interest dropped meanwhile never fires.
-        """
-        handler = registration.handler
-        fileobj = registration.fileobj
-        failed = self._dispatch_failed
-
-        def on_ready() -> None:
-            if registration.events & bit:
-                try:
-                    handler(fileobj, bit)
-                except Exception:
-                    failed(registration)
-
-        return on_ready
+    def _on_writable(self, registration: Registration) -> None:
+        if registration.events & WRITE:
+            try:
+                registration.handler(registration.fileobj, WRITE)
+            except Exception:
+                self._dispatch_failed(registration)
 
     def _backend_register(self, registration: Registration) -> None:
-        registration.backend_data = (
-            self._make_callback(registration, READ),
-            self._make_callback(registration, WRITE),
-        )
         self._set_interest(registration, 0, registration.events)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
@@ -61,20 +51,20 @@ class AsyncioPoller(LoopBackedPoller):
             self._set_interest(registration, READ | WRITE, 0)
         except (OSError, ValueError):
             pass  # the descriptor was closed: the loop has forgotten it already
-        # The callbacks refer to the registration: drop them, so that no cycle keeps
-        # the handler (and what it refers to) alive until the garbage collector runs.
-        registration.backend_data = None
 
     def _set_interest(self, registration: Registration, old: int, new: int) -> None:
         loop = self._asyncio_loop
         fd = registration.fd
-        on_readable, on_writable = registration.backend_data
         if new & READ and not old & READ:
-            self._add_forgetting_stale_entry(fd, lambda: loop.add_reader(fd, on_readable))
+            self._add_forgetting_stale_entry(
+                fd, lambda: loop.add_reader(fd, self._on_readable, registration)
+            )
         elif old & READ and not new & READ:
             loop.remove_reader(fd)
         if new & WRITE and not old & WRITE:
-            self._add_forgetting_stale_entry(fd, lambda: loop.add_writer(fd, on_writable))
+            self._add_forgetting_stale_entry(
+                fd, lambda: loop.add_writer(fd, self._on_writable, registration)
+            )
         elif old & WRITE and not new & WRITE:
             loop.remove_writer(fd)
 
