@@ -79,8 +79,14 @@ class LoopBackedPoller(Poller):
 
     def _on_timer(self) -> None:
         self._armed_handle = self._armed_for = None
-        self._run_due_timers()
-        self._arm(self._timers.first_deadline())
+        # Run the due timers behind the callbacks already queued, as asyncio itself
+        # does; libuv (uvloop) would otherwise run them ahead of those callbacks.
+        self._asyncio_loop.call_soon(self._on_timers_due)
+
+    def _on_timers_due(self) -> None:
+        if not self._closed:
+            self._run_due_timers()
+            self._arm(self._timers.first_deadline())
 
     def _add_forgetting_stale_entry(self, fd: int, add: Callable[[], object]) -> None:
         """Run ``add()``; on EEXIST drop the kernel's stale entry for ``fd`` and retry once.

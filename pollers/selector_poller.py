@@ -246,12 +246,13 @@ class SelectorPoller(Poller):
                             handler(fileobj, events)
                         except Exception:
                             self._handler_raised(key.fd, key.data)
-                if timers:
-                    self._run_due_timers()
-                # Run what was queued before this point; what those queue runs next pass.
+                # Callbacks queued so far run before the timers due now, as on asyncio;
+                # what either of them queues runs on the next pass.
                 for _ in range(len(ready)):
                     callback, args = ready.popleft()
                     run_callback(callback, args)
+                if timers:
+                    self._run_due_timers()
                 if self._stopping:
                     break
         finally:

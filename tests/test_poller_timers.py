@@ -214,3 +214,17 @@ def test_io_and_timers_interleave(poller: Poller) -> None:
         run_until(poller, lambda: len(b"".join(received)) >= 5)
         assert b"".join(received) == b"01234"
         assert set(recorder.events()) == {READ}
+
+
+def test_callbacks_queued_before_a_timer_is_due_run_before_it(poller: Poller) -> None:
+    """The loop starts with a timer already due: the queued cancel() still wins."""
+    seen: List[str] = []
+    early = poller.call_later(0.01, seen.append, "early")
+    poller.call_later(0.03, seen.append, "late")
+    poller.call_soon(early.cancel)
+    time.sleep(0.02)  # "early" is due before the loop first looks
+    poller.call_later(0.06, poller.stop)
+    net = SafetyNet(poller)
+    poller.run()
+    net.cancel()
+    assert seen == ["late"]
