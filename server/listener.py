@@ -106,19 +106,31 @@ def open_listeners(
     return sockets
 
 
+#: FreeBSD 12+'s load-balancing SO_REUSEPORT_LB (sys/socket.h); CPython names it only from 3.14.
+FREEBSD_SO_REUSEPORT_LB = 0x10000
+
+
+def _load_balancing_option() -> Optional[int]:
+    """The SOL_SOCKET option that spreads one port's connections over several sockets."""
+    if sys.platform.startswith("freebsd"):
+        option: int = getattr(socket, "SO_REUSEPORT_LB", FREEBSD_SO_REUSEPORT_LB)
+        return option
+    if sys.platform.startswith("linux"):
+        return getattr(socket, "SO_REUSEPORT", None)
+    return None  # macOS and the other BSDs: SO_REUSEPORT rebinds but does not balance
+
+
 def reuse_port_available() -> bool:
     """Whether the kernel can spread one port's connections over several sockets."""
-    return hasattr(socket, "SO_REUSEPORT_LB") or (
-        hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
-    )
+    return _load_balancing_option() is not None
 
 
 def _reuse_port_option() -> int:
-    """SO_REUSEPORT_LB on FreeBSD (load-balancing), SO_REUSEPORT elsewhere."""
-    option = getattr(socket, "SO_REUSEPORT_LB", None) or getattr(socket, "SO_REUSEPORT", None)
+    """SO_REUSEPORT_LB on FreeBSD, SO_REUSEPORT on Linux; ENOPROTOOPT elsewhere."""
+    option = _load_balancing_option()
     if option is None:
-        raise OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not available on this platform")
-    return int(option)
+        raise OSError(errno.ENOPROTOOPT, f"no load-balanced listening sockets on {sys.platform}")
+    return option
 
 
 def format_address(address: Address) -> str:
