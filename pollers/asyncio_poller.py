@@ -20,17 +20,11 @@ class AsyncioPoller(LoopBackedPoller):
 
     # -- descriptors -------------------------------------------------------
 
-    def _on_readable(self, registration: Registration) -> None:
-        if registration.events & READ:
+    def _on_ready(self, registration: Registration, event: int) -> None:
+        """The loop's reader (``event`` READ) or writer (WRITE) callback."""
+        if registration.events & event:
             try:
-                registration.handler(registration.fileobj, READ)
-            except Exception:
-                self._dispatch_failed(registration)
-
-    def _on_writable(self, registration: Registration) -> None:
-        if registration.events & WRITE:
-            try:
-                registration.handler(registration.fileobj, WRITE)
+                registration.handler(registration.fileobj, event)
             except Exception:
                 self._dispatch_failed(registration)
 
@@ -57,13 +51,13 @@ class AsyncioPoller(LoopBackedPoller):
         fd = registration.fd
         if new & READ and not old & READ:
             self._add_forgetting_stale_entry(
-                fd, lambda: loop.add_reader(fd, self._on_readable, registration)
+                fd, lambda: loop.add_reader(fd, self._on_ready, registration, READ)
             )
         elif old & READ and not new & READ:
             loop.remove_reader(fd)
         if new & WRITE and not old & WRITE:
             self._add_forgetting_stale_entry(
-                fd, lambda: loop.add_writer(fd, self._on_writable, registration)
+                fd, lambda: loop.add_writer(fd, self._on_ready, registration, WRITE)
             )
         elif old & WRITE and not new & WRITE:
             loop.remove_writer(fd)

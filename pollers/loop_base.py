@@ -128,8 +128,10 @@ class LoopBackedPoller(Poller):
         if held and self._closed:
             # A held signal still pending was meant for the loop that is now gone:
             # consume it rather than let its default action run on unblocking.
-            for _ in range(len(held)):
-                if signal.sigtimedwait(held, 0) is None:
-                    break
+            sigtimedwait = getattr(signal, "sigtimedwait", None)  # not on macOS
+            if sigtimedwait is not None:
+                for _ in range(len(held)):
+                    if sigtimedwait(held, 0) is None:
+                        break
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
             held.clear()

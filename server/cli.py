@@ -24,7 +24,7 @@ import pollers
 
 from .echo_server import EchoServer
 from .listener import format_address
-from .workers import block_shutdown_signals, run_workers, unblock_shutdown_signals
+from .workers import run_workers, unblock_shutdown_signals
 
 logger = logging.getLogger("server")
 
@@ -234,9 +234,8 @@ def serve(
             server.close()
             poller.stop()
 
-    # Hold the signals until the loop runs: uvloop loses one that arrives between
-    # add_signal_handler() and run() (a worker has them blocked since its fork).
-    block_shutdown_signals()
+    # A worker has these signals blocked since its fork: release them once the loop
+    # runs with its handlers (the poller itself keeps none from arriving too early).
     poller.call_soon(unblock_shutdown_signals)
     for signum in (signal.SIGINT, signal.SIGTERM):
         poller.add_signal_handler(signum, on_signal, signum)
@@ -244,7 +243,6 @@ def serve(
     try:
         server.start()
     except OSError as exc:
-        unblock_shutdown_signals()
         return _cannot_listen(args, exc)
     if on_listening is not None:
         on_listening()

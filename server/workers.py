@@ -202,8 +202,7 @@ class Supervisor:
         # The child: forget the parent's signal plumbing, serve, and never return.
         # The shutdown signals stay blocked until the worker calls
         # `unblock_shutdown_signals` from inside its running loop: a signal that
-        # comes during start-up then waits for the handlers (uvloop loses one that
-        # arrives between add_signal_handler() and run_forever()).
+        # comes during start-up then waits for the handlers.
         status = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -219,11 +218,6 @@ class Supervisor:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(status)
-
-
-def block_shutdown_signals() -> None:
-    """Hold SIGINT/SIGTERM pending (main thread) until `unblock_shutdown_signals`."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
 
 
 def unblock_shutdown_signals() -> None:
