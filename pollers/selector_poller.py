@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import errno
+import math
+import select as select_module
 import selectors
 import signal
 import socket
@@ -37,23 +39,52 @@ SELECTOR_PLATFORMS: Dict[str, str] = {
 #: Linux (glibc) and FreeBSD; CPython does not export the constant.
 FD_SETSIZE = 1024
 
-_TO_SELECTOR = {0: 0, READ: selectors.EVENT_READ, WRITE: selectors.EVENT_WRITE,
-                READ | WRITE: selectors.EVENT_READ | selectors.EVENT_WRITE}
-# selectors' EVENT_READ/EVENT_WRITE are 1 and 2; ours are Tornado's 1 and 4.
-_FROM_SELECTOR = (0, READ, WRITE, READ | WRITE)
-
-#: ``_DELIVER[interest][selected]``: the events to hand a handler whose current interest
-#: is ``interest`` (our bits) when the selector reported ``selected`` (its bits).
-_DELIVER: Dict[int, Tuple[int, ...]] = {
-    interest: tuple(bits & interest for bits in _FROM_SELECTOR) for interest in _TO_SELECTOR
+_TO_SELECTOR = {
+    0: 0,
+    READ: selectors.EVENT_READ,
+    WRITE: selectors.EVENT_WRITE,
+    READ | WRITE: selectors.EVENT_READ | selectors.EVENT_WRITE,
 }
 
-#: Each registration's selector data (``key.data``, also its ``backend_data``) is a list
-#: ``[_DELIVER[current interest], handler, fileobj]``: the dispatch loop unpacks it, cheaper
-#: than attribute look-ups on a registration object, and `SelectorPoller` replaces its
-#: first item whenever the interest changes, so dispatch masks with the current interest.
-_DELIVERY, _HANDLER, _FILEOBJ = range(3)
+DeliveryTables = Dict[int, Tuple[int, ...]]
+
+
+def _delivery_tables(to_ours: Tuple[int, ...]) -> DeliveryTables:
+    """``tables[interest][reported]``: the events to hand a handler whose current
+    interest is ``interest`` (our bits) when the wait reported ``reported`` (its bits);
+    ``to_ours[reported]`` translates the reported bits."""
+    return {interest: tuple(bits & interest for bits in to_ours) for interest in _TO_SELECTOR}
+
+
+#: For `BaseSelector.select()`: its EVENT_READ/EVENT_WRITE are 1 and 2; ours are Tornado's 1 and 4.
+SELECTOR_DELIVERY = _delivery_tables((0, READ, WRITE, READ | WRITE))
+
+#: The bits poll(2), epoll(7) and /dev/poll report fit in 6 (IN, PRI, OUT, ERR, HUP, NVAL):
+#: only what was asked for plus the error and hang-up bits, which are always reported.
+_POLL_BITS = 63
+
+
+def _poll_delivery_tables(pollin: int, pollout: int) -> DeliveryTables:
+    """Tables indexed by a poll-style mask, read as `selectors` reads it: any bit
+    but POLLIN (so POLLOUT, or an error or a hang-up) means writable, any bit
+    but POLLOUT means readable."""
+    return _delivery_tables(
+        tuple(
+            (WRITE if bits & ~pollin else 0) | (READ if bits & ~pollout else 0)
+            for bits in range(_POLL_BITS + 1)
+        )
+    )
+
+
+#: Each registration's dispatch data (its ``backend_data``, also the selector key's
+#: ``data``) is a list ``[delivery table for the current interest, handler, fileobj,
+#: fd]``: the dispatch loop unpacks it, cheaper than attribute look-ups on a
+#: registration object, and `SelectorPoller` replaces its first item whenever the
+#: interest changes, so dispatch masks with the current interest (behaviour 3).
+_DELIVERY, _HANDLER, _FILEOBJ, _FD = range(4)
 DispatchData = List[Any]
+#: A wait's batch: the dispatch data of each ready descriptor with the bits reported.
+Batch = List[Tuple[DispatchData, int]]
 
 
 def selector_unavailable_reason(kind: str) -> Optional[str]:
@@ -62,8 +93,7 @@ def selector_unavailable_reason(kind: str) -> Optional[str]:
         return f"unknown selector {kind!r}; choose from auto, {', '.join(_SELECTOR_CLASSES)}"
     if not hasattr(selectors, _SELECTOR_CLASSES[kind]):
         return (
-            f"the {kind} selector needs {SELECTOR_PLATFORMS[kind]}; "
-            f"this platform is {sys.platform}"
+            f"the {kind} selector needs {SELECTOR_PLATFORMS[kind]}; this platform is {sys.platform}"
         )
     return None
 
@@ -95,19 +125,30 @@ def _selector_kind(selector: selectors.BaseSelector) -> str:
 
 
 class SelectorPoller(Poller):
-    """The dispatch loop: select, deliver masked events, run due timers and callbacks."""
+    """The dispatch loop: wait, deliver masked events, run due callbacks and timers.
+
+    This class waits with ``BaseSelector.select()``; `EpollSelectorPoller` and
+    `PollSelectorPoller` wait on the kernel object behind the selector instead.
+    Registrations go through the selector in every case.
+    """
+
+    #: How `_fetch` reports events: indexed by the bits it reports.
+    _DELIVERY: DeliveryTables = SELECTOR_DELIVERY
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         super().__init__()
         self._selector = selector
         self.name = f"selectors-{_selector_kind(selector)}"
+        #: fd -> dispatch data, for each descriptor in the selector (the waker included).
+        self._data_of: Dict[int, DispatchData] = {}
         self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
         self._stopping = False
         self._waker_read, self._waker_write = socket.socketpair()
         self._waker_read.setblocking(False)
         self._waker_write.setblocking(False)
-        waker: DispatchData = [_DELIVER[READ], self._drain_waker, self._waker_read]
-        selector.register(self._waker_read.fileno(), selectors.EVENT_READ, waker)
+        waker_fd = self._waker_read.fileno()
+        waker: DispatchData = [self._DELIVERY[READ], self._drain_waker, self._waker_read, waker_fd]
+        self._selector_add(waker_fd, READ, waker)
         self._old_wakeup_fd: Optional[int] = None
         self._old_signal_handlers: Dict[int, Any] = {}
 
@@ -115,7 +156,10 @@ class SelectorPoller(Poller):
 
     def _backend_register(self, registration: Registration) -> None:
         data: DispatchData = [
-            _DELIVER[registration.events], registration.handler, registration.fileobj
+            self._DELIVERY[registration.events],
+            registration.handler,
+            registration.fileobj,
+            registration.fd,
         ]
         registration.backend_data = data
         if registration.events:
@@ -123,7 +167,7 @@ class SelectorPoller(Poller):
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
         data: DispatchData = registration.backend_data
-        data[_DELIVERY] = _DELIVER[events]
+        data[_DELIVERY] = self._DELIVERY[events]
         if not registration.events:
             self._selector_add(registration.fd, events, data)
         elif not events:
@@ -139,7 +183,8 @@ class SelectorPoller(Poller):
                 self._selector_add(registration.fd, events, data)
 
     def _backend_unregister(self, registration: Registration) -> None:
-        registration.backend_data[_DELIVERY] = _DELIVER[0]  # an event of this batch is dropped
+        # An event of this batch already fetched for it is dropped by the empty table.
+        registration.backend_data[_DELIVERY] = self._DELIVERY[0]
         self._selector_remove(registration.fd)
 
     def _selector_add(self, fd: int, interest: int, data: DispatchData) -> None:
@@ -155,8 +200,10 @@ class SelectorPoller(Poller):
             if not forget_stale_kernel_entry(self._selector, fd):
                 raise
             self._selector.register(fd, events, data)
+        self._data_of[fd] = data
 
     def _selector_remove(self, fd: int) -> None:
+        self._data_of.pop(fd, None)
         try:
             self._selector.unregister(fd)
         except (KeyError, ValueError):
@@ -197,7 +244,7 @@ class SelectorPoller(Poller):
     ) -> None:
         if self._old_wakeup_fd is None:
             # The C-level handler writes the signal number here, so a blocked
-            # select() returns and the Python-level handler below gets to run.
+            # wait returns and the Python-level handler below gets to run.
             self._old_wakeup_fd = signal.set_wakeup_fd(
                 self._waker_write.fileno(), warn_on_full_buffer=False
             )
@@ -211,19 +258,28 @@ class SelectorPoller(Poller):
 
     # -- running -----------------------------------------------------------
 
+    def _fetch(self, timeout: Optional[float]) -> Batch:
+        """Wait up to ``timeout`` seconds (None: no limit) and return the ready batch.
+
+        Each descriptor's dispatch data is looked up here, before any handler of the
+        batch runs: an event fetched for a descriptor that a handler then unregisters
+        is dropped with it, even if the number is registered again meanwhile.
+        """
+        return [(key.data, selected) for key, selected in self._select(timeout)]
+
     def _select(self, timeout: Optional[float]) -> List[Tuple[selectors.SelectorKey, int]]:
         return self._selector.select(timeout)
 
-    def _handler_raised(self, fd: int, data: DispatchData) -> None:
+    def _handler_raised(self, data: DispatchData) -> None:
         """The handler of ``data`` raised: log it and unregister it if it is still registered."""
-        registration = self._registrations.get(fd)
+        registration = self._registrations.get(data[_FD])
         if registration is None or registration.backend_data is not data:
             # Unregistered (perhaps replaced) by the handler itself: only log.
-            registration = Registration(fd, data[_FILEOBJ], data[_HANDLER], 0)
+            registration = Registration(data[_FD], data[_FILEOBJ], data[_HANDLER], 0)
         self._dispatch_failed(registration)
 
     def _backend_run(self) -> None:
-        select = self._select
+        fetch = self._fetch
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
@@ -238,14 +294,14 @@ class SelectorPoller(Poller):
                         timeout = None
                     else:
                         timeout = max(0.0, deadline - monotonic())
-                for key, selected in select(timeout):
-                    delivery, handler, fileobj = key.data  # see DispatchData
-                    events = delivery[selected]  # masked with the current interest
+                for data, reported in fetch(timeout):
+                    delivery, handler, fileobj, _fd = data  # see DispatchData
+                    events = delivery[reported]  # masked with the current interest
                     if events:
                         try:
                             handler(fileobj, events)
                         except Exception:
-                            self._handler_raised(key.fd, key.data)
+                            self._handler_raised(data)
                 # Callbacks queued so far run before the timers due now, as on asyncio;
                 # what either of them queues runs on the next pass.
                 for _ in range(len(ready)):
@@ -268,9 +324,68 @@ class SelectorPoller(Poller):
             for sig, previous in self._old_signal_handlers.items():
                 signal.signal(sig, previous)
         self._ready.clear()
+        self._data_of.clear()
         self._selector.close()
         self._waker_read.close()
         self._waker_write.close()
+
+
+#: The dispatch data of a descriptor the kernel reports but the selector does not
+#: hold (a stale entry kept alive by a dup): the empty table drops its events.
+_UNKNOWN: DispatchData = [(0,) * (_POLL_BITS + 1), None, None, -1]
+
+
+class EpollSelectorPoller(SelectorPoller):
+    """epoll(7): waits with the selector's own ``select.epoll`` object.
+
+    ``EpollSelector.select()`` spends about 30 bytecodes, a method call and a
+    tuple per event translating the kernel's mask and finding the key; reading
+    ``epoll.poll()`` directly, with our own fd -> data map, leaves one look-up
+    and the table below (measured in docs/performance.md).
+    """
+
+    _DELIVERY = _poll_delivery_tables(
+        getattr(select_module, "EPOLLIN", 1), getattr(select_module, "EPOLLOUT", 4)
+    )
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        super().__init__(selector)
+        self._epoll_wait: Callable[[float, int], List[Tuple[int, int]]] = selector._selector.poll  # type: ignore[attr-defined]
+
+    def _fetch(self, timeout: Optional[float]) -> Batch:
+        if timeout is None:
+            timeout = -1.0
+        elif timeout > 0.0:
+            # Round up to epoll's millisecond, as selectors does: never wake early and spin.
+            timeout = math.ceil(timeout * 1e3) * 1e-3
+        data_of = self._data_of
+        try:
+            reported = self._epoll_wait(timeout, len(data_of))
+        except InterruptedError:
+            return []
+        get = data_of.get
+        return [(get(fd, _UNKNOWN), bits & _POLL_BITS) for fd, bits in reported]
+
+
+class PollSelectorPoller(SelectorPoller):
+    """poll(2) and Solaris' /dev/poll: waits with the selector's ``select.poll`` or
+    ``select.devpoll`` object directly, for the reason `EpollSelectorPoller` gives."""
+
+    _DELIVERY = _poll_delivery_tables(
+        getattr(select_module, "POLLIN", 1), getattr(select_module, "POLLOUT", 4)
+    )
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        super().__init__(selector)
+        self._poll_wait: Callable[[Optional[int]], List[Tuple[int, int]]] = selector._selector.poll  # type: ignore[attr-defined]
+
+    def _fetch(self, timeout: Optional[float]) -> Batch:
+        try:
+            reported = self._poll_wait(None if timeout is None else math.ceil(timeout * 1e3))
+        except InterruptedError:
+            return []
+        get = self._data_of.get
+        return [(get(fd, _UNKNOWN), bits & _POLL_BITS) for fd, bits in reported]
 
 
 class SelectSelectorPoller(SelectorPoller):
@@ -299,6 +414,15 @@ class KqueueSelectorPoller(SelectorPoller):
         return list(merged.values())
 
 
+_POLLER_CLASSES: Dict[str, Callable[[selectors.BaseSelector], SelectorPoller]] = {
+    "epoll": EpollSelectorPoller,
+    "poll": PollSelectorPoller,
+    "devpoll": PollSelectorPoller,
+    "select": SelectSelectorPoller,
+    "kqueue": KqueueSelectorPoller,
+}
+
+
 def create_selector_poller(selector: str = "auto") -> SelectorPoller:
     """Make a `SelectorPoller` over the named selector (``auto``: DefaultSelector)."""
     if selector == "auto":
@@ -311,9 +435,4 @@ def create_selector_poller(selector: str = "auto") -> SelectorPoller:
             selectors, _SELECTOR_CLASSES[selector]
         )
         instance = factory()
-    kind = _selector_kind(instance)
-    if kind == "select":
-        return SelectSelectorPoller(instance)
-    if kind == "kqueue":
-        return KqueueSelectorPoller(instance)
-    return SelectorPoller(instance)
+    return _POLLER_CLASSES.get(_selector_kind(instance), SelectorPoller)(instance)

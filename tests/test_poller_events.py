@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import time
@@ -187,6 +188,30 @@ def test_modify_dropping_write_suppresses_write_already_fetched(poller: Poller) 
         run_passes(poller, 3)
         assert all(events & WRITE == 0 for events in case.other_calls), case.other_calls
         assert any(events & READ for events in case.other_calls), "READ interest was kept"
+
+
+def test_an_event_fetched_for_a_number_reused_in_the_batch_is_not_delivered(
+    poller: Poller,
+) -> None:
+    """The first handler unregisters and closes the other socket, then registers a
+    fresh one under the same number: the event fetched for the old socket must not
+    reach the new registration (the fresh socket is never readable)."""
+    with Sockets() as sockets:
+        newcomer = Recorder()
+
+        def replace(p: Poller, sock: socket.socket) -> None:
+            fresh, _silent_peer = sockets.pair()  # made first, so not on the freed number
+            number = sock.fileno()
+            p.unregister(sock)
+            sock.close()
+            os.dup2(fresh.fileno(), number)  # the number now names a socket with no data
+            reused = sockets.keep(socket.socket(fileno=number))
+            p.register(reused, READ, newcomer)
+
+        case = DropTheOther(poller, sockets, READ, replace)
+        run_passes(poller, 3)
+        assert case.other_calls == []
+        assert newcomer.calls == []
 
 
 def test_a_handler_that_unregisters_itself_is_not_called_again(poller: Poller) -> None:
