@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
 
@@ -83,8 +83,14 @@ def _poll_delivery_tables(pollin: int, pollout: int) -> DeliveryTables:
 #: interest changes, so dispatch masks with the current interest (behaviour 3).
 _DELIVERY, _HANDLER, _FILEOBJ, _FD = range(4)
 DispatchData = List[Any]
-#: A wait's batch: the dispatch data of each ready descriptor with the bits reported.
-Batch = List[Tuple[DispatchData, int]]
+#: A wait's batch: each ready descriptor with the bits reported for it.
+Batch = List[Tuple[int, int]]
+
+#: The dispatch data of a descriptor the kernel reports but the selector does not
+#: hold (a stale entry kept alive by a dup): the empty table drops its events.
+_UNKNOWN: DispatchData = [(0,) * (_POLL_BITS + 1), None, None, -1]
+#: `SelectorPoller._batch` between batches (never modified: it is empty).
+_NO_BATCH: Batch = []
 
 
 def selector_unavailable_reason(kind: str) -> Optional[str]:
@@ -141,6 +147,9 @@ class SelectorPoller(Poller):
         self.name = f"selectors-{_selector_kind(selector)}"
         #: fd -> dispatch data, for each descriptor in the selector (the waker included).
         self._data_of: Dict[int, DispatchData] = {}
+        #: The batch being dispatched, and the descriptors in it (made when first needed).
+        self._batch: Batch = _NO_BATCH
+        self._batch_fds: Optional[Set[int]] = None
         self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
         self._stopping = False
         self._waker_read, self._waker_write = socket.socketpair()
@@ -201,6 +210,20 @@ class SelectorPoller(Poller):
                 raise
             self._selector.register(fd, events, data)
         self._data_of[fd] = data
+        if self._batch:
+            self._drop_from_batch(fd)
+
+    def _drop_from_batch(self, fd: int) -> None:
+        """``fd`` was just added while a batch is dispatched: any event of the batch
+        still to come for that number was fetched for an earlier registration (of
+        a descriptor since closed, perhaps), so it must not reach this one."""
+        batch = self._batch
+        if self._batch_fds is None:
+            self._batch_fds = {number for number, _ in batch}
+        if fd in self._batch_fds:
+            for index, (number, _) in enumerate(batch):
+                if number == fd:
+                    batch[index] = (-1, 0)
 
     def _selector_remove(self, fd: int) -> None:
         self._data_of.pop(fd, None)
@@ -259,13 +282,8 @@ class SelectorPoller(Poller):
     # -- running -----------------------------------------------------------
 
     def _fetch(self, timeout: Optional[float]) -> Batch:
-        """Wait up to ``timeout`` seconds (None: no limit) and return the ready batch.
-
-        Each descriptor's dispatch data is looked up here, before any handler of the
-        batch runs: an event fetched for a descriptor that a handler then unregisters
-        is dropped with it, even if the number is registered again meanwhile.
-        """
-        return [(key.data, selected) for key, selected in self._select(timeout)]
+        """Wait up to ``timeout`` seconds (None: no limit) and return the ready batch."""
+        return [(key.fd, selected) for key, selected in self._select(timeout)]
 
     def _select(self, timeout: Optional[float]) -> List[Tuple[selectors.SelectorKey, int]]:
         return self._selector.select(timeout)
@@ -280,6 +298,7 @@ class SelectorPoller(Poller):
 
     def _backend_run(self) -> None:
         fetch = self._fetch
+        get = self._data_of.get
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
@@ -294,14 +313,22 @@ class SelectorPoller(Poller):
                         timeout = None
                     else:
                         timeout = max(0.0, deadline - monotonic())
-                for data, reported in fetch(timeout):
+                # Each descriptor's data is looked up as its turn comes: one that an
+                # earlier handler unregistered is gone (or its table is empty), and one
+                # registered again meanwhile has its stale events dropped from the
+                # batch (see `_drop_from_batch`).
+                batch = self._batch = fetch(timeout)
+                for fd, reported in batch:
+                    data = get(fd, _UNKNOWN)
                     delivery, handler, fileobj, _fd = data  # see DispatchData
-                    events = delivery[reported]  # masked with the current interest
+                    events = delivery[reported & _POLL_BITS]  # masked with the current interest
                     if events:
                         try:
                             handler(fileobj, events)
                         except Exception:
                             self._handler_raised(data)
+                self._batch = _NO_BATCH
+                self._batch_fds = None
                 # Callbacks queued so far run before the timers due now, as on asyncio;
                 # what either of them queues runs on the next pass.
                 for _ in range(len(ready)):
@@ -313,6 +340,11 @@ class SelectorPoller(Poller):
                     break
         finally:
             self._stopping = False
+            self._end_batch()
+
+    def _end_batch(self) -> None:
+        self._batch = _NO_BATCH
+        self._batch_fds = None
 
     def stop(self) -> None:
         self._check_usable()
@@ -330,18 +362,14 @@ class SelectorPoller(Poller):
         self._waker_write.close()
 
 
-#: The dispatch data of a descriptor the kernel reports but the selector does not
-#: hold (a stale entry kept alive by a dup): the empty table drops its events.
-_UNKNOWN: DispatchData = [(0,) * (_POLL_BITS + 1), None, None, -1]
-
-
 class EpollSelectorPoller(SelectorPoller):
     """epoll(7): waits with the selector's own ``select.epoll`` object.
 
     ``EpollSelector.select()`` spends about 30 bytecodes, a method call and a
-    tuple per event translating the kernel's mask and finding the key; reading
-    ``epoll.poll()`` directly, with our own fd -> data map, leaves one look-up
-    and the table below (measured in docs/performance.md).
+    tuple per event translating the kernel's mask and finding the key; the
+    dispatch loop takes ``epoll.poll()``'s list as it is, with one look-up in
+    our fd -> data map and one in the table below per event (measured in
+    docs/performance.md).
     """
 
     _DELIVERY = _poll_delivery_tables(
@@ -358,13 +386,10 @@ class EpollSelectorPoller(SelectorPoller):
         elif timeout > 0.0:
             # Round up to epoll's millisecond, as selectors does: never wake early and spin.
             timeout = math.ceil(timeout * 1e3) * 1e-3
-        data_of = self._data_of
         try:
-            reported = self._epoll_wait(timeout, len(data_of))
+            return self._epoll_wait(timeout, len(self._data_of))
         except InterruptedError:
             return []
-        get = data_of.get
-        return [(get(fd, _UNKNOWN), bits & _POLL_BITS) for fd, bits in reported]
 
 
 class PollSelectorPoller(SelectorPoller):
@@ -381,11 +406,9 @@ class PollSelectorPoller(SelectorPoller):
 
     def _fetch(self, timeout: Optional[float]) -> Batch:
         try:
-            reported = self._poll_wait(None if timeout is None else math.ceil(timeout * 1e3))
+            return self._poll_wait(None if timeout is None else math.ceil(timeout * 1e3))
         except InterruptedError:
             return []
-        get = self._data_of.get
-        return [(get(fd, _UNKNOWN), bits & _POLL_BITS) for fd, bits in reported]
 
 
 class SelectSelectorPoller(SelectorPoller):
