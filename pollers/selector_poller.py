@@ -59,8 +59,9 @@ def _delivery_tables(to_ours: Tuple[int, ...]) -> DeliveryTables:
 #: For `BaseSelector.select()`: its EVENT_READ/EVENT_WRITE are 1 and 2; ours are Tornado's 1 and 4.
 SELECTOR_DELIVERY = _delivery_tables((0, READ, WRITE, READ | WRITE))
 
-#: The bits poll(2), epoll(7) and /dev/poll report fit in 6 (IN, PRI, OUT, ERR, HUP, NVAL):
-#: only what was asked for plus the error and hang-up bits, which are always reported.
+#: The bits poll(2), epoll(7) and /dev/poll can report fit in 6 (IN, PRI, OUT, ERR, HUP,
+#: NVAL): they report only the bits asked for (IN and OUT here) plus the error and hang-up
+#: bits (and poll's NVAL), so a table of 64 entries is indexed by their mask as it is.
 _POLL_BITS = 63
 
 
@@ -86,9 +87,6 @@ DispatchData = List[Any]
 #: A wait's batch: each ready descriptor with the bits reported for it.
 Batch = List[Tuple[int, int]]
 
-#: The dispatch data of a descriptor the kernel reports but the selector does not
-#: hold (a stale entry kept alive by a dup): the empty table drops its events.
-_UNKNOWN: DispatchData = [(0,) * (_POLL_BITS + 1), None, None, -1]
 #: `SelectorPoller._batch` between batches (never modified: it is empty).
 _NO_BATCH: Batch = []
 
@@ -298,7 +296,7 @@ class SelectorPoller(Poller):
 
     def _backend_run(self) -> None:
         fetch = self._fetch
-        get = self._data_of.get
+        data_of = self._data_of
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
@@ -319,9 +317,12 @@ class SelectorPoller(Poller):
                 # batch (see `_drop_from_batch`).
                 batch = self._batch = fetch(timeout)
                 for fd, reported in batch:
-                    data = get(fd, _UNKNOWN)
+                    try:
+                        data = data_of[fd]
+                    except KeyError:
+                        continue  # unregistered by an earlier handler, or a stale kernel entry
                     delivery, handler, fileobj, _fd = data  # see DispatchData
-                    events = delivery[reported & _POLL_BITS]  # masked with the current interest
+                    events = delivery[reported]  # masked with the current interest
                     if events:
                         try:
                             handler(fileobj, events)
