@@ -1,32 +1,107 @@
 """`AsyncioPoller`: descriptors through ``loop.add_reader``/``add_writer``.
 
 The loop is the poller's own (``asyncio`` or ``uvloop``), never the caller's.
-asyncio reports read and write readiness of one descriptor as two callbacks;
-each is masked with the current interest, so a dropped interest never fires.
+asyncio reports read and write readiness of one descriptor as two callbacks,
+READ and WRITE, each delivered at most once per pass.
+
+How a ready descriptor reaches its handler depends on the loop, because the
+two loops make different costs matter (docs/performance.md, "asyncio backend,
+session 2"):
+
+- ``asyncio``: the loop calls `AsyncioPoller._on_ready` (one bound method
+  shared by every registration), which masks the event with the current
+  interest and turns a raising handler into `Poller._dispatch_failed`. It costs
+  one Python frame per event and no memory per registration beyond the loop's
+  own handle.
+- ``uvloop``: the loop calls the handler itself, ``handler(fileobj, event)``,
+  with no Python frame in between (6% fewer instructions per echoed message).
+  A dropped interest is masked by the loop: ``remove_reader``/``remove_writer``
+  cancel the handle, and a cancelled handle is not run even if its event was
+  fetched in the same batch (behaviour 3). A raising handler reaches the loop's
+  exception handler, which finds its registration through `_SERVED` (behaviour
+  6); that costs a context variable (about 120 bytes) per watched direction.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+from typing import Any, Callable, Dict
 
 from .base import READ, WRITE, Callback, Registration
 from .loop_base import LoopBackedPoller, new_event_loop
+
+_SERVED: contextvars.ContextVar[Registration] = contextvars.ContextVar("pollers_served")
+"""On uvloop: the registration whose handler the running reader/writer handle calls.
+
+A handle runs its callback in the context that was current when it was made, and
+uvloop also calls the loop's exception handler from inside that context (its
+``Handle._run`` leaves the context only after ``call_exception_handler``; its
+handles expose neither their callback nor their context). So each reader and
+writer handle is added from a copy of the current context in which this variable
+names its registration. Handles that other code makes while a handler runs inherit
+the value too, but the poller runs every callback, timer and signal handler of its
+user inside `Poller._run_callback`, which catches `Exception`; so an `Exception`
+that reaches the exception handler with this variable set was raised by that
+registration's handler.
+"""
+
+#: Loops on which handlers are called directly (see the module docstring).
+_DIRECT_DISPATCH_LOOPS = frozenset({"uvloop"})
+
+_AddCallback = Callable[..., Any]  # loop.add_reader / loop.add_writer
 
 
 class AsyncioPoller(LoopBackedPoller):
     def __init__(self, loop: str = "asyncio") -> None:
         super().__init__(new_event_loop(loop))
         self.name = "asyncio" if loop == "asyncio" else f"asyncio-{loop}"
+        self._watch: Callable[[_AddCallback, Registration, int], None]
+        if loop in _DIRECT_DISPATCH_LOOPS:
+            self._watch = self._watch_directly
+            self._asyncio_loop.set_exception_handler(self._on_loop_exception)
+        else:
+            self._watch = self._watch_through_on_ready
+        # One bound method for every registration, not one per add_reader call.
+        self._on_ready_callback = self._on_ready
 
     # -- descriptors -------------------------------------------------------
 
     def _on_ready(self, registration: Registration, event: int) -> None:
-        """The loop's reader (``event`` READ) or writer (WRITE) callback."""
+        """The loop's reader (``event`` READ) or writer (WRITE) callback on asyncio."""
         if registration.events & event:
             try:
                 registration.handler(registration.fileobj, event)
             except Exception:
                 self._dispatch_failed(registration)
+
+    def _watch_through_on_ready(
+        self, add: _AddCallback, registration: Registration, event: int
+    ) -> None:
+        fd = registration.fd
+        on_ready = self._on_ready_callback
+        self._add_forgetting_stale_entry(fd, lambda: add(fd, on_ready, registration, event))
+
+    def _watch_directly(self, add: _AddCallback, registration: Registration, event: int) -> None:
+        contextvars.copy_context().run(self._add_served, add, registration, event)
+
+    def _add_served(self, add: _AddCallback, registration: Registration, event: int) -> None:
+        """Runs in the context the new handle copies: `_SERVED` names ``registration``."""
+        _SERVED.set(registration)
+        fd = registration.fd
+        handler = registration.handler
+        fileobj = registration.fileobj
+        self._add_forgetting_stale_entry(fd, lambda: add(fd, handler, fileobj, event))
+
+    def _on_loop_exception(self, loop: Any, context: Dict[str, Any]) -> None:
+        """The loop's exception handler where handlers are called directly."""
+        registration = None
+        if isinstance(context.get("exception"), Exception):
+            registration = _SERVED.get(None)
+        if registration is None:
+            loop.default_exception_handler(context)
+        else:
+            # Called inside the handle's ``except`` block: the exception is current.
+            self._dispatch_failed(registration)
 
     def _backend_register(self, registration: Registration) -> None:
         self._set_interest(registration, 0, registration.events)
@@ -47,20 +122,16 @@ class AsyncioPoller(LoopBackedPoller):
             pass  # the descriptor was closed: the loop has forgotten it already
 
     def _set_interest(self, registration: Registration, old: int, new: int) -> None:
+        """Add or remove the loop's reader and writer; removing one cancels its handle."""
         loop = self._asyncio_loop
-        fd = registration.fd
         if new & READ and not old & READ:
-            self._add_forgetting_stale_entry(
-                fd, lambda: loop.add_reader(fd, self._on_ready, registration, READ)
-            )
+            self._watch(loop.add_reader, registration, READ)
         elif old & READ and not new & READ:
-            loop.remove_reader(fd)
+            loop.remove_reader(registration.fd)
         if new & WRITE and not old & WRITE:
-            self._add_forgetting_stale_entry(
-                fd, lambda: loop.add_writer(fd, self._on_ready, registration, WRITE)
-            )
+            self._watch(loop.add_writer, registration, WRITE)
         elif old & WRITE and not new & WRITE:
-            loop.remove_writer(fd)
+            loop.remove_writer(registration.fd)
 
     # -- callbacks, timers, running ---------------------------------------
 
