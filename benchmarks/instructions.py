@@ -35,6 +35,10 @@ RAW = "raw-selectors"
 
 
 class _Owner:
+    def __init__(self, poller: Any, limits: Any) -> None:
+        self.poller = poller
+        self.limits = limits
+
     def connection_closed(self, connection: Any) -> None:
         raise AssertionError("no connection closes during the count")
 
@@ -74,9 +78,9 @@ def _poller_server(target: str, servers: List[socket.socket]) -> Callable[[], No
     from server.connection import Connection, Limits
 
     poller = pollers.create(target)
-    limits = Limits()
+    owner = _Owner(poller, Limits())
     for sock in servers:
-        Connection(sock, poller, _Owner(), limits).start()
+        Connection(sock, owner).start()
 
     def one_pass() -> None:
         poller.stop()

@@ -196,7 +196,7 @@ class EchoServer:
     # -- connections -------------------------------------------------------------
 
     def _accepted(self, sock: socket.socket) -> None:
-        connection = Connection(sock, self.poller, self, self.limits)
+        connection = Connection(sock, self)
         try:
             connection.start()
         except (ValueError, OSError) as exc:
