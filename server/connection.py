@@ -100,7 +100,7 @@ class ConnectionOwner(Protocol):
 class Limits:
     """Per-server tuning shared by its connections (immutable after creation)."""
 
-    __slots__ = ("buffer", "high_water", "low_water", "read_budget", "size", "view")
+    __slots__ = ("high_water", "low_water", "read_budget", "size", "view")
 
     def __init__(
         self,
@@ -116,8 +116,9 @@ class Limits:
         # An anonymous mapping rather than a bytearray: PyPy reads into it and sends from
         # it without a copy of its own (a bytearray may move, so PyPy copies through a
         # bounce buffer on each side); CPython is indifferent. See docs/performance.md.
-        self.buffer = mmap.mmap(-1, buffer_size)
-        self.view = memoryview(self.buffer)
+        # The memoryview keeps the mapping alive; connections read into it and send
+        # slices of it, so no one needs the mapping itself.
+        self.view = memoryview(mmap.mmap(-1, buffer_size))
         self.size = buffer_size
         self.read_budget = read_budget
         self.high_water = high_water
@@ -128,10 +129,10 @@ class Connection:
     """An accepted, nonblocking socket and its echo state; the poller calls `handle`."""
 
     __slots__ = (
-        "_buffer",
         "_interest",
         "_owner",
         "_pending",
+        "_size",
         "_view",
         "idle_mark",
         "idle_since",
@@ -153,8 +154,8 @@ class Connection:
         # tuning is read from the owner's limits (each slot costs 8 bytes on every idle
         # connection, and 10 slots keep the object in a smaller allocator size class).
         limits = owner.limits
-        self._buffer = limits.buffer
         self._view = limits.view
+        self._size = limits.size
         self._pending: Optional[SendQueue] = None
         self._interest = 0
 
@@ -194,7 +195,7 @@ class Connection:
             self._read(0)
             return
         try:
-            count = sock.recv_into(self._buffer)
+            count = sock.recv_into(self._view)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -216,22 +217,22 @@ class Connection:
             pending = self._pending = SendQueue()
             pending.append(self._view[sent:count])
             self._settle()
-        elif count == self._owner.limits.size:  # the buffer was filled: there may be more to read
+        elif count == self._size:  # the buffer was filled: there may be more to read
             self._read(count)
 
     def _read(self, total: int) -> None:
         """Read and echo until the kernel has no more, ``read_budget`` bytes have
         been read this event (``total`` already were), or the high-water mark."""
         sock = self.sock
-        buffer = self._buffer
+        view = self._view
+        size = self._size
         limits = self._owner.limits
-        size = limits.size
         budget = limits.read_budget
         high_water = limits.high_water
         done = 0
         while total < budget:
             try:
-                count = sock.recv_into(buffer)
+                count = sock.recv_into(view)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
