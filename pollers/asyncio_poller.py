@@ -28,7 +28,14 @@ import contextvars
 from typing import Any, Callable, Dict
 
 from .base import READ, WRITE, Callback, Registration
-from .loop_base import LoopBackedPoller, new_event_loop
+from .family import Family, VariantSpec
+from .loop_base import (
+    LOOP_OPTION,
+    LOOP_RUNS_ON,
+    LoopBackedPoller,
+    loop_unavailable_reason,
+    new_event_loop,
+)
 
 _SERVED: contextvars.ContextVar[Registration] = contextvars.ContextVar("pollers_served")
 """On uvloop: the registration whose handler the running reader/writer handle calls.
@@ -169,3 +176,17 @@ class AsyncioPoller(LoopBackedPoller):
 
     def _backend_close(self) -> None:
         self._asyncio_loop.close()
+
+
+FAMILY = Family(
+    name="asyncio",
+    summary="loop.add_reader / add_writer on an asyncio event loop",
+    options=(LOOP_OPTION,),
+    variants=tuple(
+        VariantSpec("asyncio" if loop == "asyncio" else f"asyncio-{loop}", {"loop": loop}, runs_on)
+        for loop, runs_on in LOOP_RUNS_ON.items()
+    ),
+    factory=AsyncioPoller,
+    unavailable_reason=lambda options: loop_unavailable_reason(options["loop"]),
+    merges_read_and_write=False,
+)

@@ -14,9 +14,14 @@ import time
 from typing import Any, Callable, Optional, Set, Tuple
 
 from .base import Callback, Poller
-from .selector_poller import forget_stale_kernel_entry
+from .family import Option
+from .kernel import forget_stale_entry, loop_selector
 
 LOOP_KINDS = ("asyncio", "uvloop")
+#: The ``loop=`` option of the families that sit on an asyncio event loop.
+LOOP_OPTION = Option("loop", LOOP_KINDS, "asyncio", "event loop")
+#: Where each loop runs, for the variant table.
+LOOP_RUNS_ON = {"asyncio": "everywhere", "uvloop": "CPython with uvloop"}
 
 
 def loop_unavailable_reason(kind: str) -> Optional[str]:
@@ -97,8 +102,7 @@ class LoopBackedPoller(Poller):
         try:
             add()
         except FileExistsError:
-            selector = getattr(self._asyncio_loop, "_selector", None)
-            if selector is None or not forget_stale_kernel_entry(selector, fd):
+            if not forget_stale_entry(loop_selector(self._asyncio_loop), fd):
                 raise
             add()
 

@@ -3,31 +3,48 @@
 A *family* (``tornado``, ``selectors``, ``asyncio``) takes options (``loop=``,
 ``selector=``); a *variant* is one family with its options fixed, named as the
 test ids name it (``selectors-epoll``, ``asyncio-uvloop``...).
+
+Nothing here names a family: each backend module declares its own
+(``FAMILY``, a `pollers.family.Family`), and `BACKEND_MODULES` says which
+modules to read, in the order the families are listed.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
+import importlib
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .base import Poller
+from .family import Family, Option
 
+#: The backend modules of this package, each declaring ``FAMILY``; their order is
+#: the order of `FAMILIES`, `VARIANTS` and the test ids.
+BACKEND_MODULES: Tuple[str, ...] = ("tornado_poller", "selector_poller", "asyncio_poller")
+
+
+def _declared_families() -> Dict[str, Family]:
+    families: Dict[str, Family] = {}
+    for module_name in BACKEND_MODULES:
+        family = importlib.import_module(f"{__package__}.{module_name}").FAMILY
+        if not isinstance(family, Family) or family.name in families:
+            raise TypeError(f"{module_name}.FAMILY must be a Family with a name of its own")
+        families[family.name] = family
+    return families
+
+
+#: Family name -> its declaration.
+FAMILY_DECLARATIONS: Dict[str, Family] = _declared_families()
+
+#: Family name -> the names of the options it takes.
 FAMILIES: Dict[str, Tuple[str, ...]] = {
-    "tornado": ("loop",),
-    "selectors": ("selector",),
-    "asyncio": ("loop",),
+    name: family.option_names for name, family in FAMILY_DECLARATIONS.items()
 }
 
 #: Every variant, in a stable order, with the family and options it stands for.
 VARIANTS: Dict[str, Tuple[str, Dict[str, str]]] = {
-    "tornado": ("tornado", {"loop": "asyncio"}),
-    "tornado-uvloop": ("tornado", {"loop": "uvloop"}),
-    "selectors-epoll": ("selectors", {"selector": "epoll"}),
-    "selectors-kqueue": ("selectors", {"selector": "kqueue"}),
-    "selectors-poll": ("selectors", {"selector": "poll"}),
-    "selectors-select": ("selectors", {"selector": "select"}),
-    "selectors-devpoll": ("selectors", {"selector": "devpoll"}),
-    "asyncio": ("asyncio", {"loop": "asyncio"}),
-    "asyncio-uvloop": ("asyncio", {"loop": "uvloop"}),
+    variant.name: (family.name, dict(variant.options))
+    for family in FAMILY_DECLARATIONS.values()
+    for variant in family.variants
 }
 
 
@@ -43,27 +60,16 @@ class Variant(NamedTuple):
         return self.reason is None
 
 
-def _unavailable_reason(family: str, options: Dict[str, str]) -> Optional[str]:
-    from .loop_base import loop_unavailable_reason
-    from .selector_poller import selector_unavailable_reason
-    from .tornado_poller import tornado_unavailable_reason
-
-    if family == "selectors":
-        selector = options.get("selector", "auto")
-        return None if selector == "auto" else selector_unavailable_reason(selector)
-    if family == "tornado":
-        reason = tornado_unavailable_reason()
-        if reason is not None:
-            return reason
-    return loop_unavailable_reason(options.get("loop", "asyncio"))
-
-
 def variants() -> List[Variant]:
     """Every variant, whether it runs here, and if not, why."""
     return [
-        Variant(name, family, dict(options), _unavailable_reason(family, options))
+        Variant(name, family, dict(options), _reason(family, options))
         for name, (family, options) in VARIANTS.items()
     ]
+
+
+def _reason(family: str, options: Dict[str, str]) -> Optional[str]:
+    return FAMILY_DECLARATIONS[family].unavailable_reason(options)
 
 
 def available() -> List[str]:
@@ -71,8 +77,31 @@ def available() -> List[str]:
     return [variant.name for variant in variants() if variant.runs_here]
 
 
+def family_of(variant: str) -> Family:
+    """The declaration of the family that ``variant`` belongs to (KeyError if unknown)."""
+    return FAMILY_DECLARATIONS[VARIANTS[variant][0]]
+
+
+def command_line_options() -> Dict[str, Tuple[Option, Tuple[str, ...]]]:
+    """Each option name -> (its declaration, with every family's choices; the families).
+
+    For a front end such as ``echo-server`` that offers one ``--NAME`` flag per option.
+    """
+    merged: Dict[str, Tuple[Option, Tuple[str, ...]]] = {}
+    for family in FAMILY_DECLARATIONS.values():
+        for option in family.options:
+            if option.name in merged:
+                seen, takers = merged[option.name]
+                choices = seen.choices + tuple(c for c in option.choices if c not in seen.choices)
+                seen = Option(seen.name, choices, seen.default, seen.help)
+                merged[option.name] = (seen, (*takers, family.name))
+            else:
+                merged[option.name] = (option, (family.name,))
+    return merged
+
+
 def resolve(name: str, **options: str) -> Tuple[str, Dict[str, str]]:
-    """Turn a family or variant name plus options into (family, options); ValueError if bad."""
+    """Turn a family or variant name plus options into (family, every option); ValueError if bad."""
     if name in VARIANTS and name not in FAMILIES:
         family, fixed = VARIANTS[name]
         if options:
@@ -80,21 +109,27 @@ def resolve(name: str, **options: str) -> Tuple[str, Dict[str, str]]:
                 f"variant {name!r} fixes its options; use the family {family!r} with "
                 f"{', '.join(f'{k}=' for k in FAMILIES[family])} instead"
             )
-        options = dict(fixed)
-    elif name in FAMILIES:
-        family = name
-        unknown = sorted(set(options) - set(FAMILIES[family]))
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {', '.join(unknown)} for {family!r}; "
-                f"it takes: {', '.join(FAMILIES[family])}"
-            )
-    else:
+        return family, dict(fixed)
+    if name not in FAMILIES:
         raise ValueError(
             f"unknown poller {name!r}; families: {', '.join(FAMILIES)}; "
             f"variants: {', '.join(VARIANTS)}"
         )
-    return family, options
+    unknown = sorted(set(options) - set(FAMILIES[name]))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for {name!r}; "
+            f"it takes: {', '.join(FAMILIES[name])}"
+        )
+    complete: Dict[str, str] = {}
+    for option in FAMILY_DECLARATIONS[name].options:
+        value = options.get(option.name, option.default)
+        if value not in option.choices:
+            raise ValueError(
+                f"unknown {option.name} {value!r}; choose from {', '.join(option.choices)}"
+            )
+        complete[option.name] = value
+    return name, complete
 
 
 def create(name: str, **options: str) -> Poller:
@@ -104,22 +139,24 @@ def create(name: str, **options: str) -> Poller:
     naming why (and what does run) for a variant that cannot run here.
     """
     family, options = resolve(name, **options)
-    reason = _unavailable_reason(family, options)
+    declaration = FAMILY_DECLARATIONS[family]
+    reason = declaration.unavailable_reason(options)
     if reason is not None:
         raise ValueError(f"{reason}. Available here: {', '.join(available())}")
-    factory = _factory(family)
-    return factory(**options)
+    return declaration.factory(**options)
 
 
-def _factory(family: str) -> Callable[..., Poller]:
-    if family == "selectors":
-        from .selector_poller import create_selector_poller
-
-        return create_selector_poller
-    if family == "asyncio":
-        from .asyncio_poller import AsyncioPoller
-
-        return AsyncioPoller
-    from .tornado_poller import TornadoPoller
-
-    return TornadoPoller
+def variant_table() -> str:
+    """The Markdown table of every variant, as ``docs/contract.md`` shows it."""
+    rows = ["| variant | family and options | runs on |", "| --- | --- | --- |"]
+    for family in FAMILY_DECLARATIONS.values():
+        defaults = {option.name: option.default for option in family.options}
+        for variant in family.variants:
+            arguments = [repr(family.name).replace("'", '"')] + [
+                f'{key}="{value}"'
+                for key, value in variant.options.items()
+                if value != defaults[key]
+            ]
+            call = f"create({', '.join(arguments)})"
+            rows.append(f"| `{variant.name}` | `{call}` | {variant.runs_on} |")
+    return "\n".join(rows) + "\n"

@@ -19,6 +19,8 @@ import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
+from .family import Family, Option, VariantSpec
+from .kernel import EpollWait, PollWait, forget_stale_entry, wait_of
 
 _SELECTOR_CLASSES: Dict[str, str] = {
     "epoll": "EpollSelector",
@@ -31,7 +33,7 @@ SELECTOR_PLATFORMS: Dict[str, str] = {
     "epoll": "Linux",
     "kqueue": "FreeBSD, macOS and the other BSDs",
     "poll": "POSIX systems",
-    "select": "every platform",
+    "select": "every platform (descriptors below 1024)",
     "devpoll": "Solaris and illumos",
 }
 
@@ -92,7 +94,9 @@ _NO_BATCH: Batch = []
 
 
 def selector_unavailable_reason(kind: str) -> Optional[str]:
-    """None if selector ``kind`` exists here, else why not."""
+    """None if selector ``kind`` (or ``auto``) exists here, else why not."""
+    if kind == "auto":
+        return None
     if kind not in _SELECTOR_CLASSES:
         return f"unknown selector {kind!r}; choose from auto, {', '.join(_SELECTOR_CLASSES)}"
     if not hasattr(selectors, _SELECTOR_CLASSES[kind]):
@@ -100,25 +104,6 @@ def selector_unavailable_reason(kind: str) -> Optional[str]:
             f"the {kind} selector needs {SELECTOR_PLATFORMS[kind]}; this platform is {sys.platform}"
         )
     return None
-
-
-def forget_stale_kernel_entry(selector: selectors.BaseSelector, fd: int) -> bool:
-    """Delete the kernel's entry for ``fd`` behind ``selector``'s back; False if impossible.
-
-    For EEXIST on add: the kernel still holds this number (a dup of the closed
-    descriptor kept its epoll entry alive, and the number now names that same
-    socket again) though the selector has no key for it. As libevent does,
-    delete the stale kernel entry so that the caller can add it again.
-    """
-    kernel = getattr(selector, "_selector", None)  # the select.epoll / devpoll object
-    unregister = getattr(kernel, "unregister", None)
-    if unregister is None:
-        return False
-    try:
-        unregister(fd)
-    except OSError:
-        return False
-    return True
 
 
 def _selector_kind(selector: selectors.BaseSelector) -> str:
@@ -204,7 +189,7 @@ class SelectorPoller(Poller):
             self._selector_remove(fd)
             self._selector.register(fd, events, data)
         except FileExistsError:
-            if not forget_stale_kernel_entry(self._selector, fd):
+            if not forget_stale_entry(self._selector, fd):
                 raise
             self._selector.register(fd, events, data)
         self._data_of[fd] = data
@@ -379,7 +364,7 @@ class EpollSelectorPoller(SelectorPoller):
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         super().__init__(selector)
-        self._epoll_wait: Callable[[float, int], List[Tuple[int, int]]] = selector._selector.poll  # type: ignore[attr-defined]
+        self._epoll_wait: EpollWait = wait_of(selector)
 
     def _fetch(self, timeout: Optional[float]) -> Batch:
         if timeout is None:
@@ -403,7 +388,7 @@ class PollSelectorPoller(SelectorPoller):
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         super().__init__(selector)
-        self._poll_wait: Callable[[Optional[int]], List[Tuple[int, int]]] = selector._selector.poll  # type: ignore[attr-defined]
+        self._poll_wait: PollWait = wait_of(selector)
 
     def _fetch(self, timeout: Optional[float]) -> Batch:
         try:
@@ -460,3 +445,16 @@ def create_selector_poller(selector: str = "auto") -> SelectorPoller:
         )
         instance = factory()
     return _POLLER_CLASSES.get(_selector_kind(instance), SelectorPoller)(instance)
+
+
+FAMILY = Family(
+    name="selectors",
+    summary="our own dispatch loop over the stdlib selectors",
+    options=(Option("selector", ("auto", *_SELECTOR_CLASSES), "auto", "selector"),),
+    variants=tuple(
+        VariantSpec(f"selectors-{kind}", {"selector": kind}, runs_on)
+        for kind, runs_on in SELECTOR_PLATFORMS.items()
+    ),
+    factory=create_selector_poller,
+    unavailable_reason=lambda options: selector_unavailable_reason(options["selector"]),
+)

@@ -8,10 +8,11 @@ Callbacks and timers go through the IOLoop (``add_callback``, ``call_later``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .base import Callback, Registration
-from .loop_base import LoopBackedPoller, new_event_loop
+from .family import Family, VariantSpec
+from .loop_base import LOOP_OPTION, LoopBackedPoller, loop_unavailable_reason, new_event_loop
 
 
 def tornado_unavailable_reason() -> Optional[str]:
@@ -20,6 +21,10 @@ def tornado_unavailable_reason() -> Optional[str]:
     except ImportError as exc:
         return f"tornado is not installed ({exc}); pip install tornado"
     return None
+
+
+def _unavailable_reason(options: Mapping[str, str]) -> Optional[str]:
+    return tornado_unavailable_reason() or loop_unavailable_reason(options["loop"])
 
 
 class TornadoPoller(LoopBackedPoller):
@@ -113,3 +118,17 @@ class TornadoPoller(LoopBackedPoller):
         for fd in list(self._ioloop.handlers):
             self._remove_handler(fd)
         self._ioloop.close(all_fds=False)
+
+
+FAMILY = Family(
+    name="tornado",
+    summary="Tornado's IOLoop.add_handler / update_handler / remove_handler",
+    options=(LOOP_OPTION,),
+    variants=(
+        VariantSpec("tornado", {"loop": "asyncio"}, "anywhere Tornado runs"),
+        VariantSpec("tornado-uvloop", {"loop": "uvloop"}, "CPython with uvloop"),
+    ),
+    factory=TornadoPoller,
+    unavailable_reason=_unavailable_reason,
+    merges_read_and_write=False,
+)

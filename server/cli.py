@@ -21,6 +21,7 @@ import sys
 from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 
 import pollers
+from pollers.registry import FAMILY_DECLARATIONS, command_line_options
 
 from .echo_server import EchoServer
 from .listener import format_address
@@ -28,8 +29,8 @@ from .workers import run_workers, unblock_shutdown_signals
 
 logger = logging.getLogger("server")
 
-SELECTORS = ("auto", "epoll", "kqueue", "poll", "select", "devpoll")
-LOOPS = ("asyncio", "uvloop")
+#: Each backend option (``selector``, ``loop``, ...) -> (its declaration, the families taking it).
+POLLER_OPTIONS = command_line_options()
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_DRAIN_TIMEOUT = 5.0
 
@@ -76,6 +77,8 @@ def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog="echo-server",
         description="RFC 862 TCP echo server over one of the pollers backends.",
+        epilog="backend families: "
+        + "; ".join(f"{f.name}: {f.summary}" for f in FAMILY_DECLARATIONS.values()),
     )
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument(
@@ -87,12 +90,12 @@ def build_parser() -> OneLineParser:
     parser.add_argument(
         "--poller", choices=tuple(pollers.FAMILIES), default="selectors", help="backend family"
     )
-    parser.add_argument(
-        "--selector", choices=SELECTORS, help="selector for --poller selectors (default auto)"
-    )
-    parser.add_argument(
-        "--loop", choices=LOOPS, help="event loop for --poller tornado|asyncio (default asyncio)"
-    )
+    for option, families in POLLER_OPTIONS.values():
+        parser.add_argument(
+            f"--{option.name}",
+            choices=option.choices,
+            help=f"{option.help} for --poller {'|'.join(families)} (default {option.default})",
+        )
     parser.add_argument(
         "--max-connections", type=_positive_int, help="stop accepting while this many are open"
     )
@@ -124,7 +127,7 @@ def poller_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """The options for ``pollers.create(args.poller, ...)``; parser.error if they clash."""
     wanted = pollers.FAMILIES[args.poller]
     options: Dict[str, str] = {}
-    for option in ("selector", "loop"):
+    for option in POLLER_OPTIONS:
         value = getattr(args, option)
         if value is None:
             continue

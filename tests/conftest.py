@@ -3,8 +3,9 @@ backend variant (the way Twisted's ReactorBuilder generates a class per reactor)
 
 A variant that cannot run on this platform is skipped with the registry's reason,
 which names the platform or the missing package. ``POLLERS_FAMILIES`` (a comma
-list of ``tornado``, ``selectors``, ``asyncio``) restricts the run to those
-families, for tox's backend factor; the others are deselected, not skipped.
+list of family names, ``pollers.FAMILIES``) restricts the run to those families,
+for tox's backend factor; the others are deselected, not skipped. Variants and
+families come from the registry, which reads each backend module's declaration.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ once per variant.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +55,23 @@ def test_bad_arguments_give_one_line_and_exit_2(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("echo-server: error: "), err
+
+
+def test_help_offers_every_family_and_every_option_with_its_choices(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--poller``, the option flags and their choices come from the families' declarations."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for family in pollers.registry.FAMILY_DECLARATIONS.values():
+        assert family.name in text and " ".join(family.summary.split()) in text
+        for option in family.options:
+            offered = re.search(rf"--{option.name} {{([^}}]*)}}", text)
+            assert offered is not None, option.name
+            assert set(option.choices) <= set(offered.group(1).split(","))
+            assert f"(default {option.default})" in text
 
 
 def test_a_variant_that_cannot_run_here_says_why_and_what_runs(

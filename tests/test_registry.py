@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -99,7 +101,7 @@ def test_unknown_name_lists_the_families_and_variants() -> None:
         assert name in message
 
 
-@pytest.mark.parametrize("family", ["tornado", "selectors", "asyncio"])
+@pytest.mark.parametrize("family", list(pollers.FAMILIES))
 def test_unknown_option_lists_the_valid_ones(family: str) -> None:
     with pytest.raises(ValueError) as refused:
         pollers.create(family, colour="blue")
@@ -122,3 +124,33 @@ def test_a_variant_name_takes_no_options() -> None:
     with pytest.raises(ValueError) as refused:
         pollers.create("selectors-epoll", selector="poll")
     assert "selectors" in str(refused.value)
+
+
+def test_the_docs_variant_table_is_the_registry_s() -> None:
+    """docs/contract.md shows the table `python -m pollers --markdown` prints."""
+    contract = (Path(__file__).resolve().parent.parent / "docs" / "contract.md").read_text()
+    begin = contract.index("\n", contract.index("<!-- variants: generated")) + 1
+    shown = contract[begin : contract.index("<!-- variants: end -->")]
+    assert shown == pollers.registry.variant_table()
+
+
+def test_every_declared_variant_takes_its_family_s_choices() -> None:
+    for name, family in pollers.registry.FAMILY_DECLARATIONS.items():
+        assert family.variants, name
+        for variant in family.variants:
+            for option in family.options:
+                assert variant.options[option.name] in option.choices, variant.name
+        for option in family.options:
+            assert option.default in option.choices
+
+
+def test_importing_pollers_reads_the_declarations_without_importing_third_party_loops() -> None:
+    """Every family is declared by then, but Tornado and uvloop wait until a poller needs them."""
+    probe = (
+        "import sys, pollers; assert len(pollers.VARIANTS) >= 9; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tornado', 'uvloop')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,72 @@
+"""How a backend module declares its family: the one place that names its variants.
+
+Each backend module (``pollers/<name>_poller.py``) defines a module-level
+``FAMILY = Family(...)``. The registry collects those declarations, and
+everything that lists families, options or variants reads them from there:
+`pollers.create`, `pollers.variants`, the command line's ``--poller`` choices,
+option flags and ``--help``, the test parametrization and ``POLLERS_FAMILIES``,
+the benchmark targets, and the variant table in ``docs/contract.md``.
+
+A declaration must be cheap to import: the backend module imports its
+third-party library (Tornado, uvloop, ...) only inside ``factory`` and
+``unavailable_reason``, so that ``import pollers`` imports none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    from .base import Poller
+
+
+@dataclass(frozen=True)
+class Option:
+    """A keyword option of a family (``selector=``, ``loop=``), also a command-line flag."""
+
+    name: str
+    choices: Tuple[str, ...]
+    default: str
+    #: What it picks, for ``--help`` ("selector", "event loop").
+    help: str
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One variant as declared: the family with every option fixed."""
+
+    #: The variant's name, also its test id and benchmark target (``selectors-epoll``).
+    name: str
+    options: Mapping[str, str]
+    #: Where it runs, for the docs' variant table ("Linux", "CPython with uvloop").
+    runs_on: str
+
+
+@dataclass(frozen=True)
+class Family:
+    """A backend family: its name, options, variants, availability and factory."""
+
+    name: str
+    #: One line for the docs and ``--help``.
+    summary: str
+    options: Tuple[Option, ...]
+    variants: Tuple[VariantSpec, ...]
+    #: ``factory(**options)`` makes a poller; options absent take their default.
+    factory: Callable[..., Poller]
+    #: ``unavailable_reason(options)``: None if the family runs here with these (valid,
+    #: complete) options, else why not, naming the platform or the missing package.
+    unavailable_reason: Callable[[Mapping[str, str]], Optional[str]]
+    #: True if a descriptor ready for READ and WRITE gets one call with both bits in a
+    #: pass; False if the loop calls a reader and a writer separately (contract, 9).
+    merges_read_and_write: bool = True
+    option_names: Tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "option_names", tuple(option.name for option in self.options))
+        for variant in self.variants:
+            if set(variant.options) != set(self.option_names):
+                raise ValueError(
+                    f"variant {variant.name!r} of {self.name!r} must fix every option "
+                    f"({', '.join(self.option_names)})"
+                )
