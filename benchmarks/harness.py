@@ -34,6 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import psutil
+
 from .build import build
 from .targets import REPO_ROOT, TARGETS, Target, default_python, probe, server_env
 
@@ -158,25 +160,11 @@ def _linux_cpu_clock(pid: int) -> int:
 
 
 def process_tree(pid: int) -> List[int]:
-    """``pid`` and its live descendants (a server's workers), on Linux; elsewhere ``[pid]``."""
-    if not sys.platform.startswith("linux"):
+    """``pid`` and its live descendants (a server's workers)."""
+    try:
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    except psutil.Error:
         return [pid]
-    children: Dict[int, List[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue  # exited meanwhile
-        children.setdefault(parent, []).append(int(entry.name))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending.extend(children.get(current, ()))
-    return tree
 
 
 def processes_cpu_seconds(pids: Sequence[int]) -> Tuple[float, str]:
@@ -185,7 +173,7 @@ def processes_cpu_seconds(pids: Sequence[int]) -> Tuple[float, str]:
     for pid in pids:
         try:
             seconds, source = process_cpu_seconds(pid)
-        except (OSError, ValueError, subprocess.SubprocessError):
+        except (OSError, psutil.Error):
             continue
         total += seconds
     return total, source
@@ -194,39 +182,24 @@ def processes_cpu_seconds(pids: Sequence[int]) -> Tuple[float, str]:
 def process_cpu_seconds(pid: int) -> Tuple[float, str]:
     """User + system CPU time of process ``pid`` (all threads) and how it was read.
 
-    Linux: the process's CPU-time clock (nanoseconds), else /proc/PID/stat (clock
-    ticks). Elsewhere (FreeBSD): ``ps -o time=`` (hundredths of a second).
+    Linux: the process's CPU-time clock, in nanoseconds (``cpu-clock``); psutil's
+    figure (``psutil``, clock ticks on Linux) where that clock cannot be read, and
+    on every other platform.
     """
     if sys.platform.startswith("linux"):
         try:
             return time.clock_gettime(_linux_cpu_clock(pid)), "cpu-clock"
         except (OSError, AttributeError):
             pass
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime
-        return ticks / os.sysconf("SC_CLK_TCK"), "proc-stat"
-    output = subprocess.run(["ps", "-o", "time=", "-p", str(pid)], capture_output=True,
-                            text=True, timeout=10).stdout.strip()
-    seconds = 0.0
-    for part in output.replace("-", ":").split(":"):  # [[dd-]hh:]mm:ss.ss
-        seconds = seconds * 60 + float(part)
-    return seconds, "ps"
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system, "psutil"
 
 
 def process_rss_kib(pid: int) -> Optional[int]:
     """Resident memory of ``pid`` in KiB, or None if it cannot be read."""
     try:
-        if sys.platform.startswith("linux"):
-            with open(f"/proc/{pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-            return None
-        output = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        return int(output) if output else None
-    except (OSError, ValueError, subprocess.SubprocessError):
+        return int(psutil.Process(pid).memory_info().rss) // 1024
+    except psutil.Error:
         return None
 
 

@@ -1,8 +1,8 @@
 """pollers: one `Poller` interface over Tornado's IOLoop, `selectors` and asyncio.
 
     >>> import pollers
-    >>> with pollers.create("selectors", selector="epoll") as poller:
-    ...     poller.call_later(0.01, poller.stop)
+    >>> with pollers.create("selectors") as poller:
+    ...     timer = poller.call_later(0.01, poller.stop)
     ...     poller.run()
 
 See ``docs/contract.md`` for the contract every backend keeps.

@@ -22,6 +22,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple
 
+import psutil
+
 import pollers
 from pollers import Poller
 from server import EchoServer
@@ -91,7 +93,7 @@ def variant_arguments(variant: str) -> List[str]:
 
 
 class ServerProcess:
-    """``python -m server --port 0`` in a subprocess, with /proc readings of its resources."""
+    """``python -m server --port 0`` in a subprocess, with psutil readings of its resources."""
 
     def __init__(
         self, arguments: Sequence[str], nofile: Optional[int] = None, timeout: float = 20.0
@@ -117,6 +119,7 @@ class ServerProcess:
             stderr=self.stderr_file,
         )
         self.pid = self.process.pid
+        self._ps: Optional[psutil.Process] = None
         self.line = self._read_line(timeout)
         host_port = self.line.split()[2]
         host, _, port = host_port.rpartition(":")
@@ -155,22 +158,24 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(10)
 
-    def status_kib(self, field: str) -> int:
-        """A ``kB`` field of /proc/PID/status, e.g. ``VmRSS`` or ``VmHWM``."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
+    @property
+    def ps(self) -> psutil.Process:
+        """The server process as psutil sees it (Linux, FreeBSD and macOS alike)."""
+        if self._ps is None:
+            self._ps = psutil.Process(self.pid)
+        return self._ps
+
+    def rss_kib(self) -> int:
+        """The server's resident memory now, in KiB."""
+        return int(self.ps.memory_info().rss) // 1024
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time so far, from /proc/PID/stat."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2 :].split()
-        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-        return ticks / os.sysconf("SC_CLK_TCK")
+        """User plus system CPU time so far (all threads)."""
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
 
     def open_descriptors(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        return int(self.ps.num_fds())
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -182,11 +187,34 @@ class ServerProcess:
         self.stderr_file.close()
 
 
-def needs_proc() -> Optional[str]:
-    """None if /proc/PID/status and /proc/PID/stat are readable here, else why not."""
-    if not Path("/proc/self/status").exists():
-        return "needs /proc (Linux)"
-    return None
+class PeakRss:
+    """The highest resident memory of a process seen while the block runs, in KiB.
+
+    Sampled every ``interval`` seconds from a thread (no platform reports a peak
+    for another process except Linux's VmHWM, which would not be portable).
+    """
+
+    def __init__(self, process: ServerProcess, interval: float = 0.005) -> None:
+        self.process = process
+        self.interval = interval
+        self.kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            with contextlib.suppress(psutil.Error):
+                self.kib = max(self.kib, self.process.rss_kib())
+            if self._done.wait(self.interval):
+                return
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join(10)
 
 
 def raise_descriptor_limit(wanted: int) -> int:

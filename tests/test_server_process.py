@@ -1,6 +1,6 @@
-"""The echo server as a subprocess, where its memory and CPU time can be read from /proc.
+"""The echo server as a subprocess, its memory, CPU time and descriptors read with psutil.
 
-Every test runs once per variant; they need Linux's /proc and are skipped elsewhere.
+Every test runs once per variant, on every platform psutil supports.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Iterator, List
 
 import pytest
 from echo_client import (
+    PeakRss,
     ServerProcess,
     Transfer,
     connect,
     echo,
-    needs_proc,
     raise_descriptor_limit,
     receive_all,
     recv_exactly,
@@ -24,9 +24,6 @@ from echo_client import (
 )
 
 MiB = 1024 * 1024
-
-pytestmark = pytest.mark.skipif(needs_proc() is not None, reason=str(needs_proc()))
-
 
 @pytest.fixture
 def server_process(variant_name: str) -> Iterator[ServerProcess]:
@@ -39,33 +36,34 @@ def test_slow_reader_memory_stays_bounded(server_process: ServerProcess) -> None
     total = 200 * MiB
     with connect(server_process.address, timeout=60, rcvbuf=64 * 1024) as sock:
         assert echo(sock, b"warm up") == b"warm up"
-        baseline = server_process.status_kib("VmRSS")
+        baseline = server_process.rss_kib()
         # The server owes at most a few hundred KiB per connection; 64 MiB leaves room
         # for the interpreter. PyPy's GC lets the heap grow to ~1.8x what was live at
         # the last major collection before it collects, so garbage of the transfer
         # (already sent) may add up to the baseline again there.
         bound_kib = 64 * 1024 + (baseline if sys.implementation.name == "pypy" else 0)
-        transfer = Transfer(sock, total, seed=200).start()
-        time.sleep(2.0)  # not reading: the server must stop reading too
-        stalled_at = transfer.sent
-        rss_while_stalled = server_process.status_kib("VmRSS")
-        got, checksum = receive_all(sock, total, time.monotonic() + 120)
-        transfer.join(10)
-        peak = server_process.status_kib("VmHWM")
+        with PeakRss(server_process) as peak_rss:
+            transfer = Transfer(sock, total, seed=200).start()
+            time.sleep(2.0)  # not reading: the server must stop reading too
+            stalled_at = transfer.sent
+            rss_while_stalled = server_process.rss_kib()
+            got, checksum = receive_all(sock, total, time.monotonic() + 120)
+            transfer.join(10)
+        peak = peak_rss.kib
     assert (got, checksum) == (total, transfer.checksum)
     assert stalled_at < total // 2, f"the sender was not held back ({stalled_at} bytes sent)"
     assert rss_while_stalled - baseline < bound_kib
-    assert peak - baseline < bound_kib, f"VmHWM {peak} KiB vs baseline VmRSS {baseline} KiB"
+    assert peak - baseline < bound_kib, f"peak RSS {peak} KiB vs baseline {baseline} KiB"
     print(
-        f"\nslow reader: baseline VmRSS {baseline} KiB, VmRSS while stalled "
-        f"{rss_while_stalled} KiB, VmHWM {peak} KiB, sender stalled at {stalled_at} bytes"
+        f"\nslow reader: baseline RSS {baseline} KiB, RSS while stalled "
+        f"{rss_while_stalled} KiB, peak RSS {peak} KiB, sender stalled at {stalled_at} bytes"
     )
 
 
 def test_idle_connection_memory(server_process: ServerProcess, variant_name: str) -> None:
     """Measures (and bounds generously) the server's resident memory per idle connection.
 
-    The marginal cost: VmRSS after ``2 * count`` idle connections minus after
+    The marginal cost: resident memory after ``2 * count`` idle connections minus after
     ``count``, over ``count``; so start-up, warm-up and JIT compilation (PyPy) are
     left out.
     """
@@ -83,13 +81,13 @@ def test_idle_connection_memory(server_process: ServerProcess, variant_name: str
             deadline = time.monotonic() + 30
             for sock in batch:
                 assert recv_exactly(sock, 1, deadline) == b"i"
-            readings.append(server_process.status_kib("VmRSS"))
+            readings.append(server_process.rss_kib())
     finally:
         for sock in clients:
             sock.close()
     per_connection = (readings[1] - readings[0]) * 1024 / count
     print(
-        f"\nidle connections: {per_connection:.0f} bytes of VmRSS each "
+        f"\nidle connections: {per_connection:.0f} bytes of RSS each "
         f"(from {count} to {2 * count} connections)"
     )
     # CPython: a few hundred bytes to ~2 KiB. PyPy's RSS moves with its GC and JIT

@@ -6,18 +6,14 @@ import os
 import signal
 import socket
 import time
-from pathlib import Path
 from typing import List, Set
 
-import pytest
-from echo_client import ServerProcess, connect, echo, needs_proc, variant_arguments
-
-pytestmark = pytest.mark.skipif(needs_proc() is not None, reason=str(needs_proc()))
+import psutil
+from echo_client import ServerProcess, connect, echo, variant_arguments
 
 
 def children(pid: int) -> Set[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(child) for child in path.read_text().split()}
+    return {child.pid for child in psutil.Process(pid).children()}
 
 
 def wait_for_children(pid: int, count: int, exclude: Set[int], timeout: float = 10) -> Set[int]:
@@ -31,14 +27,8 @@ def wait_for_children(pid: int, count: int, exclude: Set[int], timeout: float = 
 
 
 def sockets_of(pid: int) -> int:
-    count = 0
-    for entry in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{entry}").startswith("socket:"):
-                count += 1
-        except FileNotFoundError:
-            pass
-    return count
+    """The TCP sockets (listening and connected) that process ``pid`` holds."""
+    return len(psutil.Process(pid).net_connections(kind="tcp"))
 
 
 def test_workers_share_the_port_restart_and_drain(variant_name: str) -> None:
@@ -80,4 +70,4 @@ def test_workers_share_the_port_restart_and_drain(variant_name: str) -> None:
         assert "Traceback" not in log, log
         assert f"worker {killed} exited with status -9; restarting it" in log, log
         for pid in workers:  # reaped by the parent before it exited
-            assert not Path(f"/proc/{pid}").exists()
+            assert not psutil.pid_exists(pid)
