@@ -85,8 +85,9 @@ class AsyncioPoller(LoopBackedPoller):
 
         def on_ready(registration: Registration) -> None:
             if registration.events & event:
+                handler = registration.handler  # a local: see SelectorPoller._backend_run
                 try:
-                    registration.handler(registration.fileobj, event)
+                    handler(registration.fileobj, event)
                 except Exception:
                     dispatch_failed(registration)
 

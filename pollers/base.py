@@ -104,21 +104,28 @@ def check_events(events: int) -> int:
 
 
 class Registration:
-    """One registered descriptor: what the backends keep per descriptor.
+    """One registered descriptor: the only record a poller keeps of it.
+
+    `Poller` holds them in one map, descriptor number -> registration, which
+    every backend reads; the handler of a ready descriptor is found there (or
+    handed to the loop with it) and called as ``handler(fileobj, events)``.
 
     ``events`` is the current interest; a backend masks every delivered event
     with it at dispatch time, so an interest dropped (or an unregister) during
-    a batch suppresses events already fetched in that batch.
+    a batch suppresses events already fetched in that batch. ``delivery`` is the
+    same interest as a table for backends that dispatch themselves (the
+    selectors family): ``delivery[reported]`` is ``reported`` (in the wait's own
+    bits) translated and masked with ``events``, one look-up per event.
     """
 
-    __slots__ = ("backend_data", "events", "fd", "fileobj", "handler")
+    __slots__ = ("delivery", "events", "fd", "fileobj", "handler")
 
     def __init__(self, fd: int, fileobj: FileDescriptorLike, handler: Handler, events: int):
         self.fd = fd
         self.fileobj = fileobj
         self.handler = handler
         self.events = events
-        self.backend_data: Any = None
+        self.delivery: Tuple[int, ...] = ()
 
 
 class Timer:

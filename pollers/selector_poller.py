@@ -51,7 +51,7 @@ _TO_SELECTOR = {
 DeliveryTables = Dict[int, Tuple[int, ...]]
 
 
-def _delivery_tables(to_ours: Tuple[int, ...]) -> DeliveryTables:
+def _tables_translating(to_ours: Tuple[int, ...]) -> DeliveryTables:
     """``tables[interest][reported]``: the events to hand a handler whose current
     interest is ``interest`` (our bits) when the wait reported ``reported`` (its bits);
     ``to_ours[reported]`` translates the reported bits."""
@@ -59,7 +59,7 @@ def _delivery_tables(to_ours: Tuple[int, ...]) -> DeliveryTables:
 
 
 #: For `BaseSelector.select()`: its EVENT_READ/EVENT_WRITE are 1 and 2; ours are Tornado's 1 and 4.
-SELECTOR_DELIVERY = _delivery_tables((0, READ, WRITE, READ | WRITE))
+SELECTOR_TABLES = _tables_translating((0, READ, WRITE, READ | WRITE))
 
 #: The bits poll(2), epoll(7) and /dev/poll can report fit in 6 (IN, PRI, OUT, ERR, HUP,
 #: NVAL): they report only the bits asked for (IN and OUT here) plus the error and hang-up
@@ -67,11 +67,11 @@ SELECTOR_DELIVERY = _delivery_tables((0, READ, WRITE, READ | WRITE))
 _POLL_BITS = 63
 
 
-def _poll_delivery_tables(pollin: int, pollout: int) -> DeliveryTables:
+def _poll_tables(pollin: int, pollout: int) -> DeliveryTables:
     """Tables indexed by a poll-style mask, read as `selectors` reads it: any bit
     but POLLIN (so POLLOUT, or an error or a hang-up) means writable, any bit
     but POLLOUT means readable."""
-    return _delivery_tables(
+    return _tables_translating(
         tuple(
             (WRITE if bits & ~pollin else 0) | (READ if bits & ~pollout else 0)
             for bits in range(_POLL_BITS + 1)
@@ -79,13 +79,6 @@ def _poll_delivery_tables(pollin: int, pollout: int) -> DeliveryTables:
     )
 
 
-#: Each registration's dispatch data (its ``backend_data``, also the selector key's
-#: ``data``) is a list ``[delivery table for the current interest, handler, fileobj,
-#: fd]``: the dispatch loop unpacks it, cheaper than attribute look-ups on a
-#: registration object, and `SelectorPoller` replaces its first item whenever the
-#: interest changes, so dispatch masks with the current interest (behaviour 3).
-_DELIVERY, _HANDLER, _FILEOBJ, _FD = range(4)
-DispatchData = List[Any]
 #: A wait's batch: each ready descriptor with the bits reported for it.
 Batch = List[Tuple[int, int]]
 
@@ -121,15 +114,14 @@ class SelectorPoller(Poller):
     Registrations go through the selector in every case.
     """
 
-    #: How `_fetch` reports events: indexed by the bits it reports.
-    _DELIVERY: DeliveryTables = SELECTOR_DELIVERY
+    #: ``tables[interest]`` is a registration's `Registration.delivery` for that
+    #: interest, indexed by the bits `_fetch` reports.
+    _delivery_tables: DeliveryTables = SELECTOR_TABLES
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
         super().__init__()
         self._selector = selector
         self.name = f"selectors-{_selector_kind(selector)}"
-        #: fd -> dispatch data, for each descriptor in the selector (the waker included).
-        self._data_of: Dict[int, DispatchData] = {}
         #: The batch being dispatched, and the descriptors in it (made when first needed).
         self._batch: Batch = _NO_BATCH
         self._batch_fds: Optional[Set[int]] = None
@@ -138,61 +130,57 @@ class SelectorPoller(Poller):
         self._waker_read, self._waker_write = socket.socketpair()
         self._waker_read.setblocking(False)
         self._waker_write.setblocking(False)
-        waker_fd = self._waker_read.fileno()
-        waker: DispatchData = [self._DELIVERY[READ], self._drain_waker, self._waker_read, waker_fd]
-        self._selector_add(waker_fd, READ, waker)
+        #: The waker is in the selector but not among the registrations.
+        self._waker_fd = self._waker_read.fileno()
+        self._selector_add(self._waker_fd, READ)
         self._old_wakeup_fd: Optional[int] = None
         self._old_signal_handlers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
 
+    # The dispatch loop finds a ready descriptor's registration in the base class's
+    # map (`Poller._registrations`), which `register` fills after these hooks and
+    # `unregister` empties before them; the selector's keys carry no data.
+
     def _backend_register(self, registration: Registration) -> None:
-        data: DispatchData = [
-            self._DELIVERY[registration.events],
-            registration.handler,
-            registration.fileobj,
-            registration.fd,
-        ]
-        registration.backend_data = data
+        registration.delivery = self._delivery_tables[registration.events]
         if registration.events:
-            self._selector_add(registration.fd, registration.events, data)
+            self._selector_add(registration.fd, registration.events)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
-        data: DispatchData = registration.backend_data
-        data[_DELIVERY] = self._DELIVERY[events]
+        registration.delivery = self._delivery_tables[events]
         if not registration.events:
-            self._selector_add(registration.fd, events, data)
+            self._selector_add(registration.fd, events)
         elif not events:
             self._selector_remove(registration.fd)
         else:
             try:
-                self._selector.modify(registration.fd, _TO_SELECTOR[events], data)
+                self._selector.modify(registration.fd, _TO_SELECTOR[events])
             except OSError as exc:
                 # ENOENT/EBADF: the kernel lost the registration (the descriptor was
                 # closed and its number reused); the selector has dropped its key.
                 if exc.errno not in (errno.ENOENT, errno.EBADF):
                     raise
-                self._selector_add(registration.fd, events, data)
+                self._selector_add(registration.fd, events)
 
     def _backend_unregister(self, registration: Registration) -> None:
-        # An event of this batch already fetched for it is dropped by the empty table.
-        registration.backend_data[_DELIVERY] = self._DELIVERY[0]
+        # Out of the map already, so an event of this batch fetched for it is dropped.
+        registration.delivery = self._delivery_tables[0]
         self._selector_remove(registration.fd)
 
-    def _selector_add(self, fd: int, interest: int, data: DispatchData) -> None:
+    def _selector_add(self, fd: int, interest: int) -> None:
         events = _TO_SELECTOR[interest]
         try:
-            self._selector.register(fd, events, data)
+            self._selector.register(fd, events)
         except KeyError:
             # The selector still holds a stale key for this number (the descriptor
             # was closed and reused while registered): replace it.
             self._selector_remove(fd)
-            self._selector.register(fd, events, data)
+            self._selector.register(fd, events)
         except FileExistsError:
             if not forget_stale_entry(self._selector, fd):
                 raise
-            self._selector.register(fd, events, data)
-        self._data_of[fd] = data
+            self._selector.register(fd, events)
         if self._batch:
             self._drop_from_batch(fd)
 
@@ -209,7 +197,6 @@ class SelectorPoller(Poller):
                     batch[index] = (-1, 0)
 
     def _selector_remove(self, fd: int) -> None:
-        self._data_of.pop(fd, None)
         try:
             self._selector.unregister(fd)
         except (KeyError, ValueError):
@@ -235,9 +222,9 @@ class SelectorPoller(Poller):
             if not self._closed:
                 raise
 
-    def _drain_waker(self, sock: socket.socket, events: int) -> None:
+    def _drain_waker(self) -> None:
         try:
-            while sock.recv(4096):
+            while self._waker_read.recv(4096):
                 pass
         except (BlockingIOError, InterruptedError):
             pass
@@ -271,17 +258,11 @@ class SelectorPoller(Poller):
     def _select(self, timeout: Optional[float]) -> List[Tuple[selectors.SelectorKey, int]]:
         return self._selector.select(timeout)
 
-    def _handler_raised(self, data: DispatchData) -> None:
-        """The handler of ``data`` raised: log it and unregister it if it is still registered."""
-        registration = self._registrations.get(data[_FD])
-        if registration is None or registration.backend_data is not data:
-            # Unregistered (perhaps replaced) by the handler itself: only log.
-            registration = Registration(data[_FD], data[_FILEOBJ], data[_HANDLER], 0)
-        self._dispatch_failed(registration)
-
     def _backend_run(self) -> None:
         fetch = self._fetch
-        data_of = self._data_of
+        registrations = self._registrations
+        waker_fd = self._waker_fd
+        dispatch_failed = self._dispatch_failed
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
@@ -296,23 +277,28 @@ class SelectorPoller(Poller):
                         timeout = None
                     else:
                         timeout = max(0.0, deadline - monotonic())
-                # Each descriptor's data is looked up as its turn comes: one that an
-                # earlier handler unregistered is gone (or its table is empty), and one
-                # registered again meanwhile has its stale events dropped from the
-                # batch (see `_drop_from_batch`).
+                # Each descriptor's registration is looked up as its turn comes: one
+                # that an earlier handler unregistered is gone, and one registered
+                # again meanwhile has its stale events dropped from the batch (see
+                # `_drop_from_batch`).
                 batch = self._batch = fetch(timeout)
                 for fd, reported in batch:
                     try:
-                        data = data_of[fd]
+                        registration = registrations[fd]
                     except KeyError:
-                        continue  # unregistered by an earlier handler, or a stale kernel entry
-                    delivery, handler, fileobj, _fd = data  # see DispatchData
-                    events = delivery[reported]  # masked with the current interest
+                        # The waker, or unregistered by an earlier handler, or stale.
+                        if fd == waker_fd:
+                            self._drain_waker()
+                        continue
+                    events = registration.delivery[reported]  # masked with the interest
                     if events:
+                        # A local, not ``registration.handler(...)``: CPython 3.11+ would
+                        # compile that to a method load, which a slot cannot specialize.
+                        handler = registration.handler
                         try:
-                            handler(fileobj, events)
+                            handler(registration.fileobj, events)
                         except Exception:
-                            self._handler_raised(data)
+                            dispatch_failed(registration)
                 self._batch = _NO_BATCH
                 self._batch_fds = None
                 # Callbacks queued so far run before the timers due now, as on asyncio;
@@ -342,7 +328,6 @@ class SelectorPoller(Poller):
             for sig, previous in self._old_signal_handlers.items():
                 signal.signal(sig, previous)
         self._ready.clear()
-        self._data_of.clear()
         self._selector.close()
         self._waker_read.close()
         self._waker_write.close()
@@ -358,7 +343,7 @@ class EpollSelectorPoller(SelectorPoller):
     docs/performance.md).
     """
 
-    _DELIVERY = _poll_delivery_tables(
+    _delivery_tables = _poll_tables(
         getattr(select_module, "EPOLLIN", 1), getattr(select_module, "EPOLLOUT", 4)
     )
 
@@ -373,7 +358,7 @@ class EpollSelectorPoller(SelectorPoller):
             # Round up to epoll's millisecond, as selectors does: never wake early and spin.
             timeout = math.ceil(timeout * 1e3) * 1e-3
         try:
-            return self._epoll_wait(timeout, len(self._data_of))
+            return self._epoll_wait(timeout, len(self._registrations) + 1)  # + the waker
         except InterruptedError:
             return []
 
@@ -382,7 +367,7 @@ class PollSelectorPoller(SelectorPoller):
     """poll(2) and Solaris' /dev/poll: waits with the selector's ``select.poll`` or
     ``select.devpoll`` object directly, for the reason `EpollSelectorPoller` gives."""
 
-    _DELIVERY = _poll_delivery_tables(
+    _delivery_tables = _poll_tables(
         getattr(select_module, "POLLIN", 1), getattr(select_module, "POLLOUT", 4)
     )
 

@@ -42,8 +42,9 @@ class TornadoPoller(LoopBackedPoller):
         def dispatch(fd: int, events: int) -> None:
             events &= registration.events
             if events:
+                handler = registration.handler  # a local: see SelectorPoller._backend_run
                 try:
-                    registration.handler(registration.fileobj, events)
+                    handler(registration.fileobj, events)
                 except Exception:
                     self._dispatch_failed(registration)
 
