@@ -37,7 +37,15 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 from .build import build
-from .targets import REPO_ROOT, TARGETS, Target, default_python, probe, server_env
+from .targets import (
+    REPO_ROOT,
+    TARGETS,
+    Target,
+    default_python,
+    probe,
+    result_name,
+    server_env,
+)
 
 BANNER = re.compile(r"listening on \[?([^\]\s]+?)\]?:(\d+)")
 STARTUP_TIMEOUT = 60.0  # PyPy plus Tornado can take a while to import on a busy machine
@@ -426,7 +434,7 @@ def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
         report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpus, realtime)
         status = server.stop()
         return EchoResult(
-            target=target.name, interpreter=interpreter, spec=spec, loadgen=report,
+            target=result_name(target), interpreter=interpreter, spec=spec, loadgen=report,
             server_cpu_s=server_cpu_s, server_cpu_source=source,
             server_rss_kib_before=rss_before, server_rss_kib_after=rss_after,
             server_exit=status, server_stderr_tail=server.stderr_tail(),
@@ -516,7 +524,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.json:
         print(json.dumps(result.figures(), indent=2))
     else:
-        print(f"{target.name}: {summary(result)}")
+        print(f"{result.target}: {summary(result)}")
     return 0
 
 

@@ -23,6 +23,13 @@ from .build import build
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: ``POLLERS_KQUEUE=libkqueue``: the emulated kqueue mode of the tests. Servers started
+#: with this directory on PYTHONPATH get select.kqueue over libkqueue (test support,
+#: built on first use), so ``selectors-kqueue`` runs on Linux, recorded under this name.
+KQUEUE_EMULATION_DIR = REPO_ROOT / "tests" / "kqueue_emulation"
+KQUEUE_VARIANT = "selectors-kqueue"
+EMULATED_KQUEUE_NAME = "selectors-kqueue-libkqueue"
+
 #: The peers every variant is compared with; the first two are the report's baselines.
 RAW_SELECTORS_PEER = "peer-selectors"
 UVLOOP_PROTOCOL_PEER = "peer-asyncio-protocol-uvloop"
@@ -111,13 +118,52 @@ print(json.dumps(info))
 """
 
 
+def kqueue_emulated() -> bool:
+    """True in the emulated kqueue mode (``POLLERS_KQUEUE=libkqueue``); ValueError if unknown."""
+    value = os.environ.get("POLLERS_KQUEUE", "").strip()
+    if value not in ("", "libkqueue"):
+        raise ValueError(f"POLLERS_KQUEUE={value!r}: the only mode is 'libkqueue' (or unset)")
+    return value == "libkqueue"
+
+
+def result_name(target: Target) -> str:
+    """The name a target's results are recorded and reported under: the kqueue variant
+    on libkqueue is ``selectors-kqueue-libkqueue`` (as in the test ids), not FreeBSD's."""
+    if target.name == KQUEUE_VARIANT and kqueue_emulated():
+        return EMULATED_KQUEUE_NAME
+    return target.name
+
+
 def server_env() -> Dict[str, str]:
-    """The environment for a server: the repository on PYTHONPATH, unbuffered output."""
+    """The environment for a server: the repository on PYTHONPATH, unbuffered output,
+    and in the emulated kqueue mode the emulation's directory (its sitecustomize)."""
     env = dict(os.environ)
+    entries = [str(REPO_ROOT)]
+    if kqueue_emulated():
+        entries.append(str(KQUEUE_EMULATION_DIR))
     path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
+    env["PYTHONPATH"] = os.pathsep.join(entries + ([path] if path else []))
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+_KQUEUE_EMULATION_BUILT = False
+
+
+def build_kqueue_emulation() -> None:
+    """In the emulated kqueue mode, build libkqueue now (a minute, once) rather than
+    inside a server's start-up; RuntimeError with the build's message if it fails."""
+    global _KQUEUE_EMULATION_BUILT
+    if _KQUEUE_EMULATION_BUILT or not kqueue_emulated():
+        return
+    result = subprocess.run(
+        [sys.executable, "-c", "import libkqueue_build; libkqueue_build.build()"],
+        capture_output=True, text=True, timeout=900, env=server_env(), cwd=str(REPO_ROOT),
+    )
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["failed"]
+        raise RuntimeError(f"building libkqueue for POLLERS_KQUEUE=libkqueue: {lines[-1]}")
+    _KQUEUE_EMULATION_BUILT = True
 
 
 @dataclass
@@ -177,6 +223,7 @@ def probe(python: str) -> Interpreter:
         return _PROBED[python]
     interpreter = Interpreter(python)
     try:
+        build_kqueue_emulation()
         result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
                                 timeout=60, env=server_env(), cwd=str(REPO_ROOT))
         if result.returncode != 0:
@@ -190,7 +237,7 @@ def probe(python: str) -> Interpreter:
             interpreter.variants = info["variants"]
             interpreter.error = info.get("pollers_error")
             interpreter.server_error = info.get("server_error")
-    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+    except (OSError, RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
         interpreter.error = repr(exc)
     _PROBED[python] = interpreter
     return interpreter

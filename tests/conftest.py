@@ -4,19 +4,48 @@ backend variant (the way Twisted's ReactorBuilder generates a class per reactor)
 A variant that cannot run on this platform is skipped with the registry's reason,
 which names the platform or the missing package. ``POLLERS_FAMILIES`` (a comma
 list of family names, ``pollers.FAMILIES``) restricts the run to those families,
-for tox's backend factor; the others are deselected, not skipped. Variants and
-families come from the registry, which reads each backend module's declaration.
+for tox's backend factor; the others are deselected, not skipped, and
+``POLLERS_VARIANTS`` (a comma list of variant names) restricts it further.
+Variants and families come from the registry, which reads each backend module's
+declaration.
+
+``POLLERS_KQUEUE=libkqueue`` is the emulated kqueue mode: ``select.kqueue`` over
+libkqueue (``kqueue_emulation/``, test support) is installed in this session and,
+through that directory's sitecustomize on PYTHONPATH, in every Python subprocess
+the tests start, so ``selectors-kqueue`` runs on Linux. Its test ids say
+``selectors-kqueue-libkqueue``: it is libkqueue, not FreeBSD.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 
-import pollers
-from pollers import Poller
+_EMULATION_DIR = Path(__file__).resolve().parent / "kqueue_emulation"
+sys.path.insert(0, str(_EMULATION_DIR))
+import libkqueue_select  # noqa: E402 (test support, found through the line above)
+
+try:
+    KQUEUE_EMULATED = libkqueue_select.mode_requested()
+except ValueError as error:
+    raise pytest.UsageError(str(error)) from None
+if KQUEUE_EMULATED:
+    # Before the registry is asked what runs here; a missing tarball or cmake fails here.
+    libkqueue_select.install()
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(_EMULATION_DIR), os.environ.get("PYTHONPATH")])
+    )
+
+import pollers  # noqa: E402
+from pollers import Poller  # noqa: E402
+
+#: The variant the emulated mode runs on libkqueue, and the id its tests get.
+EMULATED_VARIANT = "selectors-kqueue"
+EMULATED_ID = f"{EMULATED_VARIANT}-{libkqueue_select.LABEL}"
 
 _VARIANTS = {variant.name: variant for variant in pollers.variants()}
 
@@ -35,14 +64,61 @@ def _selected_families() -> List[str]:
     return families
 
 
-SELECTED_VARIANTS = [
-    name for name, variant in _VARIANTS.items() if variant.family in _selected_families()
-]
+def _selected_variants() -> List[str]:
+    families = _selected_families()
+    selected = [name for name, variant in _VARIANTS.items() if variant.family in families]
+    raw = os.environ.get("POLLERS_VARIANTS", "").strip()
+    if not raw:
+        return selected
+    wanted = [name.strip() for name in raw.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in _VARIANTS]
+    if unknown:
+        raise pytest.UsageError(
+            f"POLLERS_VARIANTS names unknown variants {unknown}; choose from {', '.join(_VARIANTS)}"
+        )
+    return [name for name in selected if name in wanted]
+
+
+SELECTED_VARIANTS = _selected_variants()
+
+
+def variant_id(name: str) -> str:
+    """The test id of a variant: the emulated kqueue says so."""
+    return EMULATED_ID if KQUEUE_EMULATED and name == EMULATED_VARIANT else name
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "libkqueue_difference(reason): a difference of libkqueue from BSD kqueue, shown "
+        "against libkqueue alone; in the emulated kqueue mode the test's "
+        f"{EMULATED_ID} case is xfail(strict=True) with the reason",
+    )
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    if not KQUEUE_EMULATED:
+        return
+    for item in items:
+        marker = item.get_closest_marker("libkqueue_difference")
+        callspec = getattr(item, "callspec", None)
+        if marker is None or callspec is None:
+            continue
+        if callspec.params.get("variant") == EMULATED_VARIANT:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=str(marker.args[0])))
+
+
+def pytest_report_header(config: pytest.Config) -> List[str]:
+    if KQUEUE_EMULATED:
+        return [f"{EMULATED_ID}: {libkqueue_select.DESCRIPTION}"]
+    return []
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" in metafunc.fixturenames:
-        metafunc.parametrize("variant", SELECTED_VARIANTS, ids=SELECTED_VARIANTS)
+        metafunc.parametrize(
+            "variant", SELECTED_VARIANTS, ids=[variant_id(name) for name in SELECTED_VARIANTS]
+        )
 
 
 @pytest.fixture

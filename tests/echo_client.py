@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import IO, Any, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -83,6 +83,13 @@ def on_loop(poller: Poller, function: Any, *args: Any, timeout: float = 10.0) ->
     return result[0]
 
 
+def child_environment(**extra: str) -> Dict[str, str]:
+    """The environment of a ``python -m server`` subprocess: this repository first on
+    PYTHONPATH, then the session's own entries (the emulated kqueue's, in that mode)."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def variant_arguments(variant: str) -> List[str]:
     """The command-line options selecting ``variant``."""
     family, options = pollers.VARIANTS[variant]
@@ -109,7 +116,7 @@ class ServerProcess:
                 "sys.argv[0] = 'server'; runpy.run_module('server', run_name='__main__')"
             )
             command = [sys.executable, "-c", bootstrap]
-        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+        env = child_environment(PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [*command, "--port", "0", *arguments],
             cwd=REPO,

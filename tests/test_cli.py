@@ -19,6 +19,7 @@ import pytest
 from echo_client import (
     REPO,
     ServerProcess,
+    child_environment,
     connect,
     echo,
     is_closed_by_peer,
@@ -90,7 +91,7 @@ def test_a_variant_that_cannot_run_here_says_why_and_what_runs(
 
 
 def run_command(*arguments: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = child_environment()
     return subprocess.run(
         [sys.executable, "-m", "server", *arguments],
         cwd=REPO,

@@ -30,6 +30,7 @@ from helpers import (
     run_passes,
     run_until,
 )
+from libkqueue_select import SO_ERROR_CLEARED
 
 import pollers
 from pollers import Events, Poller
@@ -275,6 +276,7 @@ def test_peer_close_is_read_readiness_then_eof(poller: Poller, kind: str) -> Non
         assert mine.recv(100) == b""
 
 
+@pytest.mark.libkqueue_difference(SO_ERROR_CLEARED)
 def test_peer_reset_is_read_readiness_then_error(poller: Poller) -> None:
     with Sockets() as sockets:
         client, server = sockets.tcp_pair()

@@ -26,6 +26,7 @@ from helpers import (
     run_passes,
     run_until,
 )
+from libkqueue_select import CLOSE_KEEPS_KNOTES
 
 from pollers import Events, Poller, PollerClosedError
 
@@ -259,6 +260,7 @@ def test_close_reuse_of_the_number_register_again(poller: Poller, interest: int)
         old_peer.close()
 
 
+@pytest.mark.libkqueue_difference(CLOSE_KEEPS_KNOTES)
 @pytest.mark.parametrize("interest", [READ, READ | WRITE])
 def test_number_reused_by_a_dup_of_the_same_socket(poller: Poller, interest: int) -> None:
     """EEXIST: the kernel still holds the old registration of this (number, socket).

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import libkqueue_select
 import pytest
 
 import pollers
@@ -22,6 +23,10 @@ LINUX_VARIANTS = [
     "asyncio-uvloop",
 ]
 HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
+#: In the emulated kqueue mode (POLLERS_KQUEUE=libkqueue) selectors-kqueue runs here too.
+KQUEUE_EMULATED = libkqueue_select.installed()
+if KQUEUE_EMULATED:
+    LINUX_VARIANTS.insert(LINUX_VARIANTS.index("selectors-epoll") + 1, "selectors-kqueue")
 
 
 def test_every_variant_is_listed_in_a_stable_order() -> None:
@@ -40,7 +45,9 @@ def test_every_variant_is_listed_in_a_stable_order() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux variant list")
 def test_linux_runs_seven_variants_and_names_the_platform_for_the_rest() -> None:
-    """All seven with uvloop installed (CPython); without it (PyPy) the uvloop ones say so."""
+    """All seven with uvloop installed (CPython); without it (PyPy) the uvloop ones say so.
+
+    Eight in the emulated kqueue mode, where kqueue is libkqueue's."""
     reasons = {v.name: v.reason for v in pollers.variants() if not v.runs_here}
     uvloop_variants = [name for name in LINUX_VARIANTS if name.endswith("-uvloop")]
     if HAS_UVLOOP:
@@ -49,11 +56,13 @@ def test_linux_runs_seven_variants_and_names_the_platform_for_the_rest() -> None
         assert pollers.available() == [n for n in LINUX_VARIANTS if n not in uvloop_variants]
         for name in uvloop_variants:
             assert "uvloop" in (reasons.pop(name) or "")
-    assert sorted(reasons) == ["selectors-devpoll", "selectors-kqueue"]
+    unavailable = ["selectors-devpoll"] + ([] if KQUEUE_EMULATED else ["selectors-kqueue"])
+    assert sorted(reasons) == unavailable
     for name, reason in reasons.items():
         assert reason is not None
         assert sys.platform in reason, f"{name}: {reason}"
-    assert "BSD" in (reasons["selectors-kqueue"] or "")
+    if not KQUEUE_EMULATED:
+        assert "BSD" in (reasons["selectors-kqueue"] or "")
     assert "Solaris" in (reasons["selectors-devpoll"] or "")
 
 
