@@ -7,7 +7,6 @@ once per variant.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
