@@ -190,4 +190,5 @@ FAMILY = Family(
     factory=AsyncioPoller,
     unavailable_reason=lambda options: loop_unavailable_reason(options["loop"]),
     merges_read_and_write=False,
+    libraries=("uvloop",),
 )

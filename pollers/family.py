@@ -60,6 +60,9 @@ class Family:
     #: True if a descriptor ready for READ and WRITE gets one call with both bits in a
     #: pass; False if the loop calls a reader and a writer separately (contract, 9).
     merges_read_and_write: bool = True
+    #: The distributions (PyPI names) it runs on, whose versions ``echo-server --version``
+    #: reports; the standard library is not named.
+    libraries: Tuple[str, ...] = ()
     option_names: Tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -132,4 +132,5 @@ FAMILY = Family(
     factory=TornadoPoller,
     unavailable_reason=_unavailable_reason,
     merges_read_and_write=False,
+    libraries=("tornado", "uvloop"),
 )

@@ -1,11 +1,15 @@
 """The ``echo-server`` command (also ``python -m server``).
 
-Prints ``listening on HOST:PORT`` (every bound address, on one line) to stdout
-once it accepts connections. SIGINT/SIGTERM stop accepting and drain the open
+Prints ``listening on ADDRESS...`` (every listening socket, on one line:
+``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``) to stdout once it accepts
+connections. SIGINT/SIGTERM stop accepting and drain the open
 connections for up to ``--drain-timeout`` seconds, then exit 0; a second
 signal closes everything at once. Counters are logged at exit.
 
-``--workers N`` runs N processes on the one port (see `server.workers`).
+Where it listens: ``--host``/``--port`` (default 127.0.0.1:7007), or any number of
+``--bind HOST:PORT|[IPV6]:PORT|unix:PATH|fd://N``, ``--unix PATH``, ``--fd N``,
+and the sockets of systemd's socket activation (see `server.endpoints`).
+``--workers N`` runs N processes on them (see `server.workers`).
 
 Exit status: 0 after a signal, 1 if the server cannot listen, 2 for bad options
 or a poller that cannot run here (a one-line message naming why).
@@ -14,7 +18,9 @@ or a poller that cannot run here (a one-line message naming why).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import logging.config
 import signal
 import socket
 import sys
@@ -24,7 +30,19 @@ import pollers
 from pollers.registry import FAMILY_DECLARATIONS, command_line_options
 
 from .echo_server import EchoServer
-from .listener import format_address
+from .endpoints import (
+    Endpoint,
+    FdEndpoint,
+    ListenError,
+    TcpEndpoint,
+    UnixEndpoint,
+    open_endpoints,
+    parse_bind,
+    parse_fd,
+    remove_unix_socket_files,
+    systemd_endpoints,
+)
+from .listener import reuse_port_available, socket_name
 from .workers import run_workers, unblock_shutdown_signals
 
 logger = logging.getLogger("server")
@@ -33,6 +51,15 @@ logger = logging.getLogger("server")
 POLLER_OPTIONS = command_line_options()
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_DRAIN_TIMEOUT = 5.0
+DEFAULT_HOST = "127.0.0.1"
+#: Not RFC 862's port 7: only root may bind a port below 1024.
+DEFAULT_PORT = 7007
+#: The family an option alone implies (``--loop uvloop`` with no ``--poller``): the
+#: first of these that takes the options given, else the first family that does.
+IMPLIED_FAMILIES = ("selectors", "asyncio")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: With --workers, every line names the process that wrote it.
+WORKERS_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -63,6 +90,27 @@ _port = _integer(0, 65535)
 _positive_int = _integer(1)
 
 
+def _argparse_type(parse: Callable[[str], object]) -> Callable[[str], object]:
+    """An argparse type from a parser raising ValueError with a message."""
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+def _log_level(text: str) -> str:
+    level = text.lower()
+    if level not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(LOG_LEVELS)}, in any case)"
+        )
+    return level
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -78,17 +126,58 @@ def build_parser() -> OneLineParser:
         prog="echo-server",
         description="RFC 862 TCP echo server over one of the pollers backends.",
         epilog="backend families: "
-        + "; ".join(f"{f.name}: {f.summary}" for f in FAMILY_DECLARATIONS.values()),
+        + "; ".join(f"{f.name}: {f.summary}" for f in FAMILY_DECLARATIONS.values())
+        + ". Listening options add up; with none, --host and --port apply "
+        "(and the sockets systemd passes, LISTEN_FDS, are always used).",
     )
     parser.add_argument("--version", action="version", version=version_text())
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address or name to listen on (default 127.0.0.1)"
+        "--list-pollers",
+        action="store_true",
+        help="list every backend variant, whether it runs here and if not why, then exit",
+    )
+    listen = parser.add_argument_group("where to listen")
+    listen.add_argument("--host", help=f"address or name to listen on (default {DEFAULT_HOST})")
+    listen.add_argument(
+        "--port",
+        type=_port,
+        help=f"TCP port; 0 picks a free one (default {DEFAULT_PORT}; ports below 1024 need root)",
+    )
+    listen.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        type=_argparse_type(parse_bind),
+        help="HOST:PORT, [IPV6]:PORT, :PORT (every interface), unix:PATH or fd://N; repeatable",
+    )
+    listen.add_argument(
+        "--unix", action="append", default=[], metavar="PATH", help="a Unix socket; repeatable"
+    )
+    listen.add_argument(
+        "--fd",
+        action="append",
+        default=[],
+        metavar="N",
+        type=_argparse_type(parse_fd),
+        help="an inherited, already listening socket; repeatable",
+    )
+    listen.add_argument(
+        "--backlog",
+        type=_positive_int,
+        default=socket.SOMAXCONN,
+        help=f"listen() backlog of the sockets it opens (default {socket.SOMAXCONN})",
+    )
+    listen.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT (SO_REUSEPORT_LB on FreeBSD) on TCP sockets, so that several "
+        "servers can share a port" + ("" if reuse_port_available() else " (not on this platform)"),
     )
     parser.add_argument(
-        "--port", type=_port, default=7, help="TCP port; 0 picks a free one (default 7)"
-    )
-    parser.add_argument(
-        "--poller", choices=tuple(pollers.FAMILIES), default="selectors", help="backend family"
+        "--poller",
+        choices=tuple(pollers.FAMILIES),
+        help="backend family (default selectors, or the one an option such as --loop implies)",
     )
     for option, families in POLLER_OPTIONS.values():
         parser.add_argument(
@@ -113,14 +202,74 @@ def build_parser() -> OneLineParser:
         "--workers",
         type=_positive_int,
         default=1,
-        help="processes serving the port, each with its own poller (default 1)",
+        help="processes serving the sockets, each with its own poller (default 1)",
     )
-    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument(
+        "--log-level",
+        type=_log_level,
+        metavar="{" + ",".join(LOG_LEVELS) + "}",
+        help="in any case (default info, or what --log-config sets)",
+    )
+    parser.add_argument(
+        "--log-config",
+        metavar="FILE",
+        help="a logging.config file: JSON (.json, dictConfig) or INI (fileConfig)",
+    )
     return parser
 
 
+def library_versions() -> Dict[str, Optional[str]]:
+    """The version of each library a family runs on (None: not installed)."""
+    from importlib import metadata
+
+    versions: Dict[str, Optional[str]] = {}
+    for family in FAMILY_DECLARATIONS.values():
+        for name in family.libraries:
+            if name not in versions:
+                try:
+                    versions[name] = metadata.version(name)
+                except metadata.PackageNotFoundError:
+                    versions[name] = None
+    return versions
+
+
 def version_text() -> str:
-    return f"echo-server {pollers.__version__} (Python {sys.version.split()[0]})"
+    """``echo-server 0.1.0 (CPython 3.11.9; tornado 6.5.2, uvloop not installed)``."""
+    python = f"{sys.implementation.name.replace('cpython', 'CPython').replace('pypy', 'PyPy')} "
+    libraries = ", ".join(
+        f"{name} {version}" if version else f"{name} not installed"
+        for name, version in library_versions().items()
+    )
+    return f"echo-server {pollers.__version__} ({python}{sys.version.split()[0]}" + (
+        f"; {libraries})" if libraries else ")"
+    )
+
+
+def list_pollers() -> str:
+    """Every variant, as ``--list-pollers`` prints it (like ``twistd --help-reactors``)."""
+    lines = []
+    for variant in pollers.variants():
+        flags = f"--poller {variant.family}" + "".join(
+            f" --{name} {value}" for name, value in variant.options.items()
+        )
+        status = "available" if variant.runs_here else f"unavailable: {variant.reason}"
+        lines.append(f"{variant.name:18} {flags:38} {status}")
+    return "\n".join(lines) + "\n"
+
+
+def choose_family(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """``--poller``, or with none the family the option flags given imply."""
+    given = [option for option in POLLER_OPTIONS if getattr(args, option) is not None]
+    if args.poller is not None:
+        return str(args.poller)
+    takers = [name for name, wanted in pollers.FAMILIES.items() if set(given) <= set(wanted)]
+    for name in IMPLIED_FAMILIES:
+        if name in takers:
+            return name
+    if takers:
+        return takers[0]
+    flags = " and ".join(f"--{option}" for option in given)
+    parser.error(f"no backend family takes {flags} together")
 
 
 def poller_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dict[str, str]:
@@ -138,6 +287,53 @@ def poller_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return options
 
 
+def endpoints_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> List[Endpoint]:
+    """Every endpoint the options name, in order, and systemd's sockets if it passed any."""
+    endpoints: List[Endpoint] = []
+    if args.host is not None or args.port is not None:
+        host = DEFAULT_HOST if args.host is None else args.host
+        endpoints.append(TcpEndpoint(host, DEFAULT_PORT if args.port is None else args.port))
+    endpoints += args.bind
+    endpoints += [UnixEndpoint(path) for path in args.unix]
+    endpoints += [FdEndpoint(fd) for fd in args.fd]
+    try:
+        endpoints += systemd_endpoints()
+    except ValueError as exc:
+        parser.error(f"socket activation: {exc}")
+    if not endpoints:
+        endpoints.append(TcpEndpoint(DEFAULT_HOST, DEFAULT_PORT))
+    return endpoints
+
+
+def configure_logging(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, workers: bool
+) -> None:
+    """``--log-config`` if given (then ``--log-level`` only if given too), else the default."""
+    if args.log_config is None:
+        logging.basicConfig(
+            level=(args.log_level or "info").upper(),
+            format=WORKERS_LOG_FORMAT if workers else LOG_FORMAT,
+            stream=sys.stderr,
+        )
+        return
+    path = args.log_config
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as config_file:
+                config = json.load(config_file)
+            # The server's loggers exist already: keep them unless the file says otherwise.
+            config.setdefault("disable_existing_loggers", False)
+            logging.config.dictConfig(config)
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except Exception as exc:  # whatever the file gets wrong: a usage error, in one line
+        # fileConfig raises KeyError for a missing section; dictConfig ValueError.
+        detail = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        parser.error(f"--log-config {path}: {type(exc).__name__}: {detail}")
+    if args.log_level is not None:
+        logging.getLogger().setLevel(args.log_level.upper())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` (default ``sys.argv[1:]``), run the server, return the exit status."""
     try:
@@ -149,55 +345,58 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_pollers:
+        print(list_pollers(), end="")
+        return 0
+    args.poller = choose_family(parser, args)
     options = poller_options(parser, args)
+    endpoints = endpoints_of(parser, args)
     try:
         poller = pollers.create(args.poller, **options)
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if args.workers > 1:
-        poller.close()  # it only proved the variant runs here; workers make their own
+    configure_logging(parser, args, workers=args.workers > 1)
+    try:
+        if args.workers > 1:
+            poller.close()  # it only proved the variant runs here; workers make their own
 
-        def worker(
-            sockets: Optional[List[socket.socket]], port: int, ready: Callable[[], None]
-        ) -> int:
-            return _run_worker(args, options, sockets, port, ready)
+            def worker(
+                open_sockets: Callable[[], List[socket.socket]], ready: Callable[[], None]
+            ) -> int:
+                return _run_worker(args, options, open_sockets, ready)
+
+            try:
+                return run_workers(args.workers, endpoints, args.backlog, worker)
+            except ListenError as exc:
+                return _cannot_listen(exc)
+
+        def open_sockets() -> List[socket.socket]:
+            return open_endpoints(endpoints, args.backlog, args.reuse_port)
 
         try:
-            return run_workers(args.workers, args.host, args.port, worker)
-        except OSError as exc:
-            return _cannot_listen(args, exc)
-    try:
-        return serve(poller, args)
+            return serve(poller, args, open_sockets=open_sockets)
+        finally:
+            poller.close()
     finally:
-        poller.close()
+        remove_unix_socket_files()
 
 
 def _run_worker(
     args: argparse.Namespace,
     options: Dict[str, str],
-    sockets: Optional[List[socket.socket]],
-    port: int,
+    open_sockets: Callable[[], List[socket.socket]],
     ready: Callable[[], None],
 ) -> int:
     """One worker of ``--workers N``, in its own process: its own poller, then `serve`."""
     poller = pollers.create(args.poller, **options)
     try:
-        return serve(poller, args, sockets=sockets, port=port, on_listening=ready)
+        return serve(poller, args, open_sockets=open_sockets, on_listening=ready)
     finally:
         poller.close()
 
 
-def _cannot_listen(args: argparse.Namespace, exc: OSError) -> int:
-    message = " ".join(str(exc).split())
-    print(
-        f"echo-server: error: cannot listen on {args.host}:{args.port}: {message}",
-        file=sys.stderr,
-    )
+def _cannot_listen(exc: ListenError) -> int:
+    print(f"echo-server: error: cannot listen on {exc}", file=sys.stderr)
     return 1
 
 
@@ -205,25 +404,15 @@ def serve(
     poller: pollers.Poller,
     args: argparse.Namespace,
     *,
-    sockets: Optional[List[socket.socket]] = None,
-    port: Optional[int] = None,
+    open_sockets: Callable[[], List[socket.socket]],
     on_listening: Optional[Callable[[], None]] = None,
 ) -> int:
     """Run an `EchoServer` on ``poller`` until a signal ends it; returns the exit status.
 
-    A worker of ``--workers N`` passes the ``sockets`` it inherited, or else the
-    ``port`` it binds with SO_REUSEPORT, and ``on_listening`` (called instead of
-    printing the ``listening on`` line, which its parent prints).
+    ``open_sockets()`` gives the listening sockets; it is called once the signal
+    handlers are in place. A worker of ``--workers N`` passes ``on_listening``
+    (called instead of printing the ``listening on`` line, which its parent prints).
     """
-    server = EchoServer(
-        poller,
-        args.host,
-        args.port if port is None else port,
-        max_connections=args.max_connections,
-        idle_timeout=args.idle_timeout,
-        reuse_port=port is not None and sockets is None,
-        sockets=sockets,
-    )
     signals: List[int] = []
 
     def on_signal(signum: int) -> None:
@@ -244,14 +433,25 @@ def serve(
         poller.add_signal_handler(signum, on_signal, signum)
     # Handlers first: a worker must never listen while a signal would kill it.
     try:
+        sockets = open_sockets()
+    except ListenError as exc:
+        return _cannot_listen(exc)
+    server = EchoServer(
+        poller,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        sockets=sockets,
+    )
+    try:
         server.start()
     except OSError as exc:
-        return _cannot_listen(args, exc)
+        for sock in sockets:
+            sock.close()
+        return _cannot_listen(ListenError(f"{', '.join(map(socket_name, sockets))}: {exc}"))
     if on_listening is not None:
         on_listening()
     else:
-        addresses = " ".join(format_address(address) for address in server.addresses)
-        print(f"listening on {addresses}", flush=True)
+        print(f"listening on {' '.join(map(socket_name, sockets))}", flush=True)
     try:
         poller.run()
     finally:

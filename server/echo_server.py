@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
 from pollers import Poller, Timer
 
 from .connection import Connection, Limits
-from .listener import Address, Listener, format_address, open_listeners
+from .listener import Address, Listener, open_listeners
 
 logger = logging.getLogger("server")
 
@@ -125,8 +125,8 @@ class EchoServer:
             raise
         if self.idle_timeout is not None:
             self._schedule_sweep()
-        for address in self.addresses:
-            logger.info("listening on %s with %s", format_address(address), self.poller.name)
+        for name in self._listener.names:
+            logger.info("listening on %s with %s", name, self.poller.name)
         return self
 
     @property

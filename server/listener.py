@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import os
 import socket
 import sys
 from typing import Callable, List, Optional, Tuple
@@ -139,6 +140,14 @@ def format_address(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def socket_name(sock: socket.socket) -> str:
+    """How messages name a listening socket: ``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``."""
+    if sock.family == socket.AF_UNIX:
+        name = sock.getsockname()
+        return f"unix:{os.fsdecode(name) if name else '(unnamed)'}"
+    return format_address(sock.getsockname()[:2])
+
+
 class AcceptState(enum.Enum):
     ACCEPTING = "accepting"
     PAUSED = "paused"
@@ -171,8 +180,12 @@ class Listener:
         self._interest = 0
         #: How many times accepting backed off after a resource error.
         self.backoffs = 0
-        #: The bound (host, port) of each socket (kept after `close`).
-        self.addresses: List[Address] = [sock.getsockname()[:2] for sock in sockets]
+        #: The bound (host, port) of each TCP socket (kept after `close`).
+        self.addresses: List[Address] = [
+            sock.getsockname()[:2] for sock in sockets if sock.family != socket.AF_UNIX
+        ]
+        #: Every socket as messages name it (``[::1]:7007``, ``unix:PATH``).
+        self.names: List[str] = [socket_name(sock) for sock in sockets]
 
     @property
     def state(self) -> AcceptState:

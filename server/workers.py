@@ -29,9 +29,10 @@ import signal
 import socket
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Sequence
 
-from .listener import format_address, open_listeners, reuse_port_available
+from .endpoints import Endpoint, ListenError, TcpEndpoint, open_endpoint, open_endpoints
+from .listener import reuse_port_available, socket_name
 
 logger = logging.getLogger("server.workers")
 
@@ -39,31 +40,59 @@ logger = logging.getLogger("server.workers")
 RESTART_INTERVAL = 1.0
 SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-#: ``worker(shared_sockets, port, ready)`` runs one worker and returns its exit
-#: status; it calls ``ready()`` once it is listening.
-WorkerMain = Callable[[Optional[List[socket.socket]], int, Callable[[], None]], int]
+#: ``worker(open_sockets, ready)`` runs one worker and returns its exit status:
+#: ``open_sockets()`` gives its listening sockets (call it once its signal handlers
+#: are in place), and it calls ``ready()`` once it is listening.
+WorkerMain = Callable[[Callable[[], List[socket.socket]], Callable[[], None]], int]
 
 
-def run_workers(count: int, host: Optional[str], port: int, worker: WorkerMain) -> int:
-    """Bind, fork ``count`` workers, print ``listening on`` once all listen, tend them."""
+def run_workers(
+    count: int, endpoints: Sequence[Endpoint], backlog: int, worker: WorkerMain
+) -> int:
+    """Bind, fork ``count`` workers, print ``listening on`` once all listen, tend them.
+
+    TCP endpoints are bound again by each worker with SO_REUSEPORT where the
+    kernel balances a port (the parent binds first, without listening, to hold
+    the port); Unix sockets, inherited descriptors and TCP elsewhere are opened
+    once by the parent and inherited. Raises `ListenError` if the parent cannot
+    open an endpoint.
+    """
     reuse = reuse_port_available()
-    sockets = open_listeners(host, port, reuse_port=reuse, listen=not reuse)
+    held: List[socket.socket] = []  # bound, not listening: each worker binds its own
+    shared: List[socket.socket] = []  # listening: every worker accepts on these
     try:
-        bound_port = sockets[0].getsockname()[1]
-        addresses = " ".join(format_address(sock.getsockname()[:2]) for sock in sockets)
-        how = "SO_REUSEPORT" if reuse else "one inherited listening socket"
-        logger.info("%d workers on %s (%s)", count, addresses, how)
+        for endpoint in endpoints:
+            if reuse and isinstance(endpoint, TcpEndpoint):
+                held += open_endpoints_held(endpoint, backlog)
+            else:
+                shared += open_endpoints([endpoint], backlog)
+        # Each worker binds the very address and port the parent got (port 0 resolved).
+        own = [TcpEndpoint(*sock.getsockname()[:2]) for sock in held]
+        names = " ".join(socket_name(sock) for sock in (*held, *shared))
+        how = "SO_REUSEPORT" if held else "inherited listening sockets"
+        logger.info("%d workers on %s (%s)", count, names, how)
 
         def announce() -> None:
-            print(f"listening on {addresses}", flush=True)
+            print(f"listening on {names}", flush=True)
 
         def run_one(ready: Callable[[], None]) -> int:
-            return worker(None if reuse else sockets, bound_port, ready)
+            def open_sockets() -> List[socket.socket]:
+                return [*shared, *open_endpoints(own, backlog, reuse_port=True)]
+
+            return worker(open_sockets, ready)
 
         return Supervisor(count, run_one, announce).run()
     finally:
-        for sock in sockets:
+        for sock in (*held, *shared):
             sock.close()
+
+
+def open_endpoints_held(endpoint: TcpEndpoint, backlog: int) -> List[socket.socket]:
+    """Bind ``endpoint`` with SO_REUSEPORT without listening; `ListenError` if it fails."""
+    try:
+        return open_endpoint(endpoint, backlog, reuse_port=True, listen=False)
+    except (OSError, ValueError) as exc:
+        raise ListenError(f"{endpoint.describe()}: {' '.join(str(exc).split())}") from exc
 
 
 class Supervisor:

@@ -101,14 +101,6 @@ def run_command(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version() -> None:
-    result = run_command("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"echo-server {pollers.__version__} " + (
-        f"(Python {sys.version.split()[0]})"
-    )
-
-
 def test_bad_option_from_the_command_line() -> None:
     result = run_command("--selector", "epoll", "--poller", "tornado")
     assert result.returncode == 2

@@ -11,11 +11,18 @@ import pytest
 from echo_client import REPO
 
 import pollers
+import server
 
 
 def _module_names() -> List[str]:
-    names = ["pollers"]
-    names += [module.name for module in pkgutil.walk_packages(pollers.__path__, "pollers.")]
+    names = []
+    for package in (pollers, server):
+        names.append(package.__name__)
+        names += [
+            module.name
+            for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+            if module.name != f"{package.__name__}.__main__"
+        ]
     return sorted(names)
 
 
