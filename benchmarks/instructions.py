@@ -21,6 +21,7 @@ Linux with valgrind only (each count takes about a minute).
 from __future__ import annotations
 
 import argparse
+import mmap
 import os
 import re
 import selectors
@@ -38,6 +39,7 @@ class _Owner:
     def __init__(self, poller: Any, limits: Any) -> None:
         self.poller = poller
         self.limits = limits
+        self.read_buffer = memoryview(mmap.mmap(-1, limits.buffer_size))  # as EchoServer
 
     def connection_closed(self, connection: Any) -> None:
         raise AssertionError("no connection closes during the count")

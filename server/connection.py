@@ -20,14 +20,14 @@ count decides OPEN/PAUSED, and the end of DRAINING) and `Connection.close`
 settles. The interest mask follows from the state and is changed with
 ``poller.modify`` only when it actually changes.
 
-I/O stays at the edges: `Connection.handle` is the poller handler. The read
-path reads with ``recv_into`` into a buffer shared by every connection of a
-server (so an idle connection holds no buffer at all), at most ``read_budget``
-bytes per readiness event for fairness, and sends each chunk at once; only
-what the kernel did not take is copied into a per-connection `SendQueue`
-(``None`` when nothing is owed). The handler receives plain ints and does no
-logging, no clock reading and no allocation per event beyond one memoryview
-slice per chunk.
+I/O stays at the edges: `Connection.handle` is the poller handler, and its
+echo step is the only place that reads. It reads with ``recv_into`` into a
+buffer shared by every connection of a server (so an idle connection holds no
+buffer at all), at most ``read_budget`` bytes per readiness event for
+fairness, and sends each chunk at once; only what the kernel did not take is
+copied into a per-connection `SendQueue` (``None`` when nothing is owed). The
+handler receives plain ints and does no logging, no clock reading and no
+allocation per event beyond one memoryview slice per chunk.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-import mmap
 import socket
 from typing import Optional, Protocol
 
 from pollers import Poller
-from pollers.base import ERROR, READ, WRITE
+from pollers.base import READ, WRITE
 
 from .send_queue import SendQueue
 
@@ -81,9 +80,9 @@ CLOSED = State.CLOSED
 
 class ConnectionOwner(Protocol):
     """What a connection needs from the server that owns it: the poller it is
-    registered with, the tuning it follows, and a call when it closes. The
-    connection reaches the first two through its owner rather than holding them
-    itself, so that an idle connection costs two pointers less."""
+    registered with, the tuning it follows, the buffer it reads into, and a call
+    when it closes. The connection reaches the poller and the tuning through its
+    owner rather than holding them itself, so that an idle connection is smaller."""
 
     @property
     def poller(self) -> Poller:
@@ -93,14 +92,27 @@ class ConnectionOwner(Protocol):
     def limits(self) -> Limits:
         """The tuning every connection of this owner follows."""
 
+    @property
+    def read_buffer(self) -> memoryview:
+        """The buffer every connection of this owner reads into and echoes from.
+
+        One is enough because the poller runs one handler at a time and a handler
+        sends (or copies into its `SendQueue`) every chunk before it reads the next.
+        """
+
     def connection_closed(self, connection: Connection) -> None:
         """Called once, when ``connection`` reaches CLOSED."""
 
 
 class Limits:
-    """Per-server tuning shared by its connections (immutable after creation)."""
+    """Per-server tuning shared by its connections (not to be changed once in use).
 
-    __slots__ = ("high_water", "low_water", "read_budget", "size", "view")
+    ``buffer_size``: the size of the server's read buffer, the most one ``recv``
+    reads; ``read_budget``: the most one readiness event reads (fairness);
+    ``high_water``/``low_water``: the owed bytes that pause and resume reading.
+    """
+
+    __slots__ = ("buffer_size", "high_water", "low_water", "read_budget")
 
     def __init__(
         self,
@@ -113,13 +125,7 @@ class Limits:
             raise ValueError("buffer_size and read_budget must be positive")
         if not 0 <= low_water < high_water:
             raise ValueError(f"need 0 <= low_water < high_water, got {low_water}, {high_water}")
-        # An anonymous mapping rather than a bytearray: PyPy reads into it and sends from
-        # it without a copy of its own (a bytearray may move, so PyPy copies through a
-        # bounce buffer on each side); CPython is indifferent. See docs/performance.md.
-        # The memoryview keeps the mapping alive; connections read into it and send
-        # slices of it, so no one needs the mapping itself.
-        self.view = memoryview(mmap.mmap(-1, buffer_size))
-        self.size = buffer_size
+        self.buffer_size = buffer_size
         self.read_budget = read_budget
         self.high_water = high_water
         self.low_water = low_water
@@ -150,12 +156,10 @@ class Connection:
         self.idle_mark = 0
         self.idle_since = 0.0
         self._owner = owner
-        # Only what the per-message path reads is copied into a slot; the rest of the
-        # tuning is read from the owner's limits (each slot costs 8 bytes on every idle
-        # connection, and 10 slots keep the object in a smaller allocator size class).
-        limits = owner.limits
-        self._view = limits.view
-        self._size = limits.size
+        # Only what every message needs has a slot of its own; the rest of the tuning
+        # is read through the owner, since every slot is paid by every idle connection.
+        self._view = owner.read_buffer
+        self._size = len(self._view)
         self._pending: Optional[SendQueue] = None
         self._interest = 0
 
@@ -185,66 +189,33 @@ class Connection:
     # -- the poller handler --------------------------------------------------
 
     def handle(self, sock: socket.socket, events: int) -> None:
-        """Poller handler. The common case (READ only, one chunk that the kernel
-        takes whole) is straight-line code here; everything else goes to `_read`."""
-        if events != READ:
-            self._handle_other(events)
-            return
-        # Only OPEN connections have READ interest, so the state is OPEN here.
-        if self._pending is not None:
-            self._read(0)
-            return
-        try:
-            count = sock.recv_into(self._view)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._failed(exc)
-            return
-        if not count:
-            self._peer_closed()
-            return
-        try:
-            sent = sock.send(self._view[:count])
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self.received += count
-            self._failed(exc)
-            return
-        self.received += count
-        if sent != count:
-            pending = self._pending = SendQueue()
-            pending.append(self._view[sent:count])
-            self._settle()
-        elif count == self._size:  # the buffer was filled: there may be more to read
-            self._read(count)
+        """Poller handler: send what is owed on WRITE, then echo on READ.
 
-    def _read(self, total: int) -> None:
-        """Read and echo until the kernel has no more, ``read_budget`` bytes have
-        been read this event (``total`` already were), or the high-water mark."""
-        sock = self.sock
-        view = self._view
-        size = self._size
-        limits = self._owner.limits
-        budget = limits.read_budget
-        high_water = limits.high_water
-        done = 0
-        while total < budget:
+        Echoing is one step repeated: read a chunk into the shared buffer, count
+        it, send it at once, and queue only what the kernel did not take. It stops
+        when the kernel has no more, after ``read_budget`` bytes (fairness), or
+        at the high-water mark. The bytes are counted as soon as they are read,
+        before anything can close the connection, so `close` reports them all.
+        """
+        if events != READ:
+            if events & WRITE:
+                self._flush()
+            if not events & READ or self.state is not OPEN:
+                return
+        # Only OPEN connections have READ interest, so the state is OPEN here.
+        total = 0
+        while True:
             try:
-                count = sock.recv_into(view)
+                count = sock.recv_into(self._view)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                self.received += done
                 self._failed(exc)
                 return
             if not count:
-                self.received += done
                 self._peer_closed()
                 return
-            done += count
-            total += count
+            self.received += count
             pending = self._pending
             if pending is None:
                 try:
@@ -252,29 +223,27 @@ class Connection:
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 except OSError as exc:
-                    self.received += done
                     self._failed(exc)
                     return
                 if sent == count:
-                    if count < size:
-                        break
+                    if count < self._size:
+                        return  # all echoed, and the kernel had no more
+                    total += count
+                    if total >= self._owner.limits.read_budget:
+                        return
                     continue
                 pending = self._pending = SendQueue()
                 pending.append(self._view[sent:count])
             else:
                 pending.append(self._view[:count])
-            if count < size or pending.size >= high_water:
+            total += count
+            if count < self._size:
                 break
-        self.received += done
+            limits = self._owner.limits
+            if total >= limits.read_budget or pending.size >= limits.high_water:
+                break
         if self._pending is not None:
             self._settle()
-
-    def _handle_other(self, events: int) -> None:
-        """WRITE, ERROR, or READ together with either of them."""
-        if events & WRITE or (events & ERROR and self.state is not OPEN):
-            self._flush()
-        if self.state is OPEN and events & (READ | ERROR):
-            self._read(0)
 
     def _flush(self) -> None:
         """Send what is owed (one ``send``: the kernel takes what it has room for)."""

@@ -27,6 +27,7 @@ the rest are closed; then the callback runs.
 from __future__ import annotations
 
 import logging
+import mmap
 import socket
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
 
@@ -96,6 +97,11 @@ class EchoServer:
         self._reuse_port = reuse_port
         self._sockets = sockets
         self.limits = limits if limits is not None else Limits()
+        # An anonymous mapping rather than a bytearray: PyPy reads into it and sends from
+        # it without a copy of its own (a bytearray may move, so PyPy copies through a
+        # bounce buffer on each side); CPython is indifferent. The memoryview keeps the
+        # mapping alive.
+        self.read_buffer = memoryview(mmap.mmap(-1, self.limits.buffer_size))
         self.connections: Set[Connection] = set()
         self._listener: Optional[Listener] = None
         self._sweep_timer: Optional[Timer] = None
