@@ -36,12 +36,14 @@ class EchoCase:
     depth: int
     size: int
     idle: int = 0
+    title: str = ""  # the group's first word when it is not the kind (a report section's case)
 
     @property
     def group(self) -> str:
         """The pytest-benchmark group: the case, whatever the target or interpreter."""
         plural = "s" if self.connections > 1 else ""
-        text = f"{self.kind}: {_size_text(self.size)} x {self.connections} connection{plural}"
+        text = (f"{self.title or self.kind}: {_size_text(self.size)} x {self.connections} "
+                f"connection{plural}")
         if self.depth > 1:
             text += f", {self.depth} in flight each"
         if self.kind == "idle":
@@ -69,3 +71,5 @@ IDLE_CASES = (
     EchoCase("idle-1000", "idle", 1, 1, 1024, 1000),
     EchoCase("idle-10000", "idle", 1, 1, 1024, 10000),
 )
+#: The glibc malloc section of the report: asyncio's transports in both malloc states.
+MALLOC_CASES = (EchoCase("malloc-1KiB-x64", "throughput", 64, 1, 1024, title="malloc"),)

@@ -20,10 +20,20 @@ Options (each also read from an environment variable, for tox and CI):
 - ``--bench-realtime`` (``BENCH_REALTIME=1``): run the servers and the load generator
   under SCHED_FIFO (Linux, root): on a shared machine, other work then cannot
   preempt them (the kernel's real-time throttling still leaves it 5% of each CPU).
+- ``--bench-rounds N`` (``BENCH_ROUNDS``, default 6; 3 in the cheap mode): every echo
+  case runs N rounds, and within a round each of its targets (and interpreters) runs
+  once, in turn: the tests are reordered so that a case's runs interleave
+  (A B C A B C ...), which makes slow drift on a shared machine hit each alike. Each
+  round is one pytest-benchmark entry (``extra_info["round"]``); the report pairs them.
+  Six rounds is the fewest for which the median's 95% interval exists.
+- ``--bench-lock PATH`` (``BENCH_LOCK``): hold an exclusive ``flock`` on PATH while the
+  rounds of each echo case run, releasing it between cases, so that benchmark runs of
+  several people on one machine take turns case by case rather than overlap.
 """
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import os
 import platform
@@ -32,7 +42,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -53,6 +63,10 @@ from .targets import TARGETS, Interpreter, Target, probe
 
 FD_SETSIZE = 1024
 SELECT_TARGETS = ("selectors-select",)
+#: Below this measured window (seconds) a run is the cheap mode: code paths, not figures.
+CHEAP_DURATION = 1.0
+FULL_ROUNDS = 6
+CHEAP_ROUNDS = 3
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,6 +89,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-realtime", action="store_true", default=None,
                     help="servers and load generator under SCHED_FIFO (Linux, root), shielded "
                     "from other work on a shared machine (env BENCH_REALTIME=1)")
+    group.addoption("--bench-rounds", type=int, default=None,
+                    help=f"interleaved rounds per echo case (env BENCH_ROUNDS, default "
+                    f"{FULL_ROUNDS}, {CHEAP_ROUNDS} in the cheap mode)")
+    group.addoption("--bench-lock", default=None,
+                    help="flock this file while each echo case runs (env BENCH_LOCK)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,6 +113,13 @@ class BenchSettings:
     client_cpu: CpuSet
     server_args: List[str]
     realtime: bool
+    rounds: int
+    lock: Optional[str]
+
+    @property
+    def cheap(self) -> bool:
+        """The cheap mode: every code path, too short a window for figures to quote."""
+        return self.duration < CHEAP_DURATION
 
     def selected(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.target_patterns)
@@ -127,6 +153,12 @@ def settings(config: pytest.Config) -> BenchSettings:
     ] or [sys.executable]
     patterns = config.getoption("--bench-targets") or os.environ.get("BENCH_TARGETS", "") or "*"
     server_default, client_default = default_cpus()
+    rounds = config.getoption("--bench-rounds")
+    if rounds is None:
+        rounds = int(os.environ.get("BENCH_ROUNDS", "0")) or (
+            CHEAP_ROUNDS if duration < CHEAP_DURATION else FULL_ROUNDS)
+    if not 1 <= rounds <= 50:
+        raise pytest.UsageError(f"--bench-rounds {rounds}: give 1 to 50 rounds")
     result = BenchSettings(
         duration=duration, warmup=warmup, pythons=[p.strip() for p in pythons],
         target_patterns=[p.strip() for p in patterns.split(",") if p.strip()],
@@ -136,6 +168,8 @@ def settings(config: pytest.Config) -> BenchSettings:
                                 or os.environ.get("BENCH_SERVER_ARGS", "")),
         realtime=bool(config.getoption("--bench-realtime")
                       or os.environ.get("BENCH_REALTIME", "") not in ("", "0")),
+        rounds=rounds,
+        lock=config.getoption("--bench-lock") or os.environ.get("BENCH_LOCK") or None,
     )
     if result.realtime:
         reason = realtime_unavailable_reason()
@@ -152,7 +186,9 @@ def _interpreter_ids(pythons: List[str]) -> List[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     bench = settings(metafunc.config)
-    if "target" in metafunc.fixturenames:
+    own_targets = any(mark.args and "target" in str(mark.args[0]).split(",")
+                      for mark in metafunc.definition.iter_markers("parametrize"))
+    if "target" in metafunc.fixturenames and not own_targets:
         names = [name for name in TARGETS if bench.selected(name)]
         metafunc.parametrize("target", [TARGETS[name] for name in names], ids=names)
     if "server_python" in metafunc.fixturenames and len(bench.pythons) > 1:
@@ -160,6 +196,91 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant" in metafunc.fixturenames:
         names = [name for name in pollers.VARIANTS if bench.selected(name)]
         metafunc.parametrize("variant", names, ids=names)
+    if "bench_round" in metafunc.fixturenames:
+        numbers = list(range(1, bench.rounds + 1))
+        metafunc.parametrize("bench_round", numbers, ids=[f"r{n}" for n in numbers])
+
+
+def _interleave_key(item: pytest.Item) -> Optional[str]:
+    """The case block of a round of an echo case (None for other tests).
+
+    A case block is one test function with one case: all its targets, interpreters
+    (and settings) take turns inside it, round after round.
+    """
+    callspec = getattr(item, "callspec", None)
+    if callspec is None or "bench_round" not in callspec.params:
+        return None
+    case = callspec.params.get("case")
+    return f"{item.nodeid.split('[')[0]}[{getattr(case, 'id', case)}]"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: List[pytest.Item]) -> None:
+    """Interleave each echo case's runs: round 1 of every target, then round 2, ..."""
+    blocks: Dict[str, List[Tuple[int, int, pytest.Item]]] = {}
+    order: List[Any] = []
+    for index, item in enumerate(items):
+        key = _interleave_key(item)
+        if key is None:
+            order.append(item)
+            continue
+        if key not in blocks:
+            blocks[key] = []
+            order.append(key)
+        number = int(item.callspec.params["bench_round"])  # type: ignore[attr-defined]
+        blocks[key].append((number, index, item))
+    items[:] = [member for entry in order for member in (
+        [item for _n, _i, item in sorted(blocks[entry], key=lambda t: (t[0], t[1]))]
+        if isinstance(entry, str) else [entry])]
+
+
+class _CaseLock:
+    """An exclusive flock on a file, held while one case block's rounds run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.block: Optional[str] = None
+        self.handle: Optional[IO[str]] = None
+
+    def enter(self, block: Optional[str], config: pytest.Config) -> None:
+        if block == self.block:
+            return
+        self.release()
+        if block is None:
+            return
+        self.handle = open(self.path, "a")  # noqa: SIM115 (closed in release())
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress(config, f"  waiting for the lock {self.path} ...")
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+        self.block = block
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+        self.handle, self.block = None, None
+
+
+_LOCK = pytest.StashKey[_CaseLock]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    bench = settings(item.config)
+    if bench.lock is None:
+        return
+    lock = item.config.stash.get(_LOCK, None)
+    if lock is None:
+        lock = item.config.stash[_LOCK] = _CaseLock(bench.lock)
+    lock.enter(_interleave_key(item), item.config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lock = config.stash.get(_LOCK, None)
+    if lock is not None:
+        lock.release()
 
 
 @pytest.fixture
@@ -200,18 +321,26 @@ def _skip_reason(target: Target, case: EchoCase, interpreter: Interpreter,
     return interpreter.reason_unavailable(target)
 
 
+#: The echo fixture: run(case), or run(case, setting, server_env) for a server setting.
+EchoBench = Callable[..., None]
+
+
 @pytest.fixture
 def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
-               server_python: str) -> Callable[[EchoCase], None]:
-    """Run one echo case against ``target`` under ``server_python`` and record it.
+               server_python: str, bench_round: int) -> EchoBench:
+    """Run one round of an echo case against ``target`` under ``server_python``; record it.
 
-    One pytest-benchmark round (the whole run); the load generator's figures go
-    into ``benchmark.extra_info``. A run that fails its sanity checks fails the test.
+    One pytest-benchmark entry per round (the whole run, whose wall time is not a
+    figure to read); the load generator's figures, the round number and the
+    number of rounds go into ``benchmark.extra_info``. ``setting`` names a server
+    setting (an environment, ``server_env``) that the report shows as its own row.
+    A run that fails its sanity checks fails the test.
     """
     bench = settings(pytestconfig)
     interpreter = probe(server_python)
 
-    def run(case: EchoCase) -> None:
+    def run(case: EchoCase, setting: str = "",
+            server_env: Optional[Dict[str, str]] = None) -> None:
         reason = _skip_reason(target, case, interpreter, bench, server_python)
         if reason is not None:
             pytest.skip(reason)
@@ -221,7 +350,7 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
         def once() -> None:
             results.append(run_echo(target, case.spec(bench.duration, bench.warmup),
                                     server_python, bench.server_cpu, bench.client_cpu,
-                                    bench.realtime, bench.server_args))
+                                    bench.realtime, bench.server_args, server_env or {}))
 
         try:
             benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)
@@ -235,9 +364,13 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
             "target_kind": target.kind, "description": target.description,
             "server_python": server_python,
             "server_args": " ".join(bench.server_args) if target.kind == "variant" else "",
+            "round": bench_round, "rounds": bench.rounds, "cheap": bench.cheap,
+            "setting": setting,
+            "server_env": " ".join(f"{k}={v}" for k, v in sorted((server_env or {}).items())),
         })
-        label = f"{target.name} ({result.interpreter})"
-        progress(pytestconfig, f"  {case.group:<48} {label:<45} {summary(result)}")
+        label = f"{target.name} ({result.interpreter})" + (f" [{setting}]" if setting else "")
+        progress(pytestconfig, f"  r{bench_round} {case.group:<48} {label:<45} "
+                 f"{summary(result)}")
 
     return run
 
@@ -280,6 +413,13 @@ def _compiler_version() -> str:
         return f"unavailable ({exc})"
 
 
+def _load_average() -> Optional[List[float]]:
+    try:
+        return [round(value, 2) for value in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config,
                                          machine_info: Dict[str, Any]) -> None:
     """Add what the report shows at its top: CPU, kernel, interpreters, package versions."""
@@ -294,6 +434,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "server_args": " ".join(bench.server_args),
         "duration_s": bench.duration,
         "warmup_s": bench.warmup,
+        "rounds": bench.rounds,
+        "cheap": bench.cheap,
+        "load_average": _load_average(),
         "server_interpreters": [probe(python).as_dict() for python in bench.pythons],
         "pytest_python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": {name: _version(name) for name in

@@ -290,8 +290,10 @@ class ServerProcess:
     (``--workers``): their CPU time and memory are the server's.
     """
 
-    def __init__(self, command: Sequence[str], cpus: CpuSet, realtime: bool = False) -> None:
+    def __init__(self, command: Sequence[str], cpus: CpuSet, realtime: bool = False,
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.command = list(command)
+        self.env = {**server_env(), **(env or {})}
         self.cpus = cpus
         self.realtime = realtime
         self.pids: List[int] = []
@@ -309,7 +311,7 @@ class ServerProcess:
     def start(self) -> None:
         self.process = subprocess.Popen(
             pin_prefix(self.cpus) + self.command, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=server_env(),
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=self.env,
             cwd=str(REPO_ROOT), preexec_fn=_child_setup(self.cpus, self.realtime),
         )
         banner: List[str] = []
@@ -414,20 +416,22 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
 
 def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
              server_cpus: CpuSet = None, client_cpus: CpuSet = None,
-             realtime: bool = False, server_args: Sequence[str] = ()) -> EchoResult:
+             realtime: bool = False, server_args: Sequence[str] = (),
+             env: Optional[Dict[str, str]] = None) -> EchoResult:
     """Start ``target`` under ``python``, drive it with ``spec``, stop it; return the figures.
 
     ``realtime`` runs both processes under SCHED_FIFO (Linux, root), which shields a
     run from other work on a shared machine: every run is bounded, and the kernel's
     real-time throttling still leaves 5% of each CPU to the rest. ``server_args`` are
     added to the command line of the project's server (``--workers 2``...), not to peers'.
+    ``env`` is added to the server's environment (``GLIBC_TUNABLES=...``), peers' too.
 
     Raises BenchmarkError when the server fails to start, crashes or does not exit 0
     on SIGTERM. The figures themselves are checked by `check`.
     """
     python = python or default_python()
     interpreter = "native" if target.native else probe(python).label
-    server = ServerProcess(target.command(python, server_args), server_cpus, realtime)
+    server = ServerProcess(target.command(python, server_args), server_cpus, realtime, env)
     try:
         server.start()
         rss_before = processes_rss_kib(server.pids)
@@ -500,6 +504,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="extra options for python -m server, e.g. '--workers 2'")
     parser.add_argument("--realtime", action="store_true",
                         help="run server and load generator under SCHED_FIFO (Linux, root)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="add to the server's environment (repeatable), e.g. "
+                        "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     server_cpus, client_cpus = default_cpus()
@@ -513,10 +520,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         reason = realtime_unavailable_reason()
     if reason is not None:
         parser.exit(2, f"cannot run: {reason}\n")
+    env = {}
+    for item in args.server_env:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            parser.error(f"--server-env {item!r}: give NAME=VALUE")
+        env[name] = value
     spec = LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup, args.duration)
     try:
         result = run_echo(target, spec, args.server_python, server_cpus, client_cpus,
-                          args.realtime, shlex.split(args.server_args))
+                          args.realtime, shlex.split(args.server_args), env)
         check(result)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -1,19 +1,26 @@
-"""Turn saved pytest-benchmark JSON into a Markdown report with charts, and compare two runs.
+"""Turn saved pytest-benchmark JSON into a report (Markdown and one HTML file), and compare runs.
 
-    python -m benchmarks.report RUN.json [MORE.json ...] --out DIR
-    python -m benchmarks.report RUN.json --compare OLD.json --threshold 0.1 --out DIR \
+    python -m benchmarks.report RUN.json [MORE.json ...] --out DIR [--note TEXT]
+    python -m benchmarks.report RUN.json --compare OLD.json --threshold 0.05 --out DIR \
         [--compare-on headline|cpu]
 
-Writes ``DIR/report.md`` (and PNG charts beside it): the machine, CPU, kernel,
-interpreters and package versions at the top; per case a table of every variant
-and peer with its figures and its speed-up over the hand-written raw selectors
-loop and over uvloop's Protocol echo; the idle-scaling table; CPython beside
-PyPy when the runs include both. With ``--compare``, the change of every case's
-headline figure, with the regressions past ``--threshold`` flagged; the exit
-status is then 1 if there is any regression.
+Writes ``DIR/report.md``, one SVG chart per case beside it, and ``DIR/report.html``
+(the same report in one self-contained file: tables, the charts inline with
+hover values, the environment; it loads nothing from anywhere).
 
-Several JSON files may be given (for example a CPython run and a PyPy run);
-their rows are merged.
+The report opens with a summary to read in ten seconds: per case the ranking,
+the winner, its margin over the runner-up with the margin's 95% interval, and
+the targets within noise of the winner. Every figure is the median of the
+case's interleaved rounds with its 95% interval, every ratio comes from paired
+rounds (`benchmarks.stats`), and a ratio whose interval holds 1.0 reads "no
+difference measured". Then the glibc malloc section (asyncio's transports in
+both malloc states), one chart and one table per case, outlier rounds, idle
+scaling, interpreters side by side, the primitives and the environment.
+
+With ``--compare``, every case's figure against the older run's (the ratio of
+the two runs with its interval; the runs are separate, so their rounds are not
+paired); a regression is flagged only when the whole interval lies below
+``1 - threshold``, and the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -25,9 +32,34 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .cases import HEADLINES
-from .report_charts import ChartsUnavailable, write_charts
-from .report_data import BASELINES, NATIVE, Row, Run, cpu_speedup, load, speedup
+from .report_charts import case_charts, number_text, sort_best_first
+from .report_data import (
+    BASELINES,
+    CPU_FIGURE,
+    NATIVE,
+    Row,
+    Run,
+    load,
+    paired_speedup,
+    speedup,
+    unpaired_speedup,
+)
+from .report_render import (
+    Block,
+    Bullets,
+    Chart,
+    Document,
+    Heading,
+    Paragraph,
+    Table,
+    to_html,
+    to_markdown,
+)
+from .stats import Estimate, interval_text, verdict
 from .targets import TARGETS
+
+TITLE = "pollers benchmark report"
+NO_DIFFERENCE = "no difference measured"
 
 
 def _number(value: Any, digits: int = 1) -> str:
@@ -41,24 +73,340 @@ def _number(value: Any, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _ratio(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:.2f}x"
+def ratio_text(estimate: Optional[Estimate]) -> str:
+    """A speed-up with its interval; "no difference measured" when the interval holds 1.0."""
+    if estimate is None or not estimate.count:
+        return "-"
+    interval = f"{estimate.low:.2f}-{estimate.high:.2f}"
+    partial = "" if estimate.complete else f", {estimate.coverage:.0%} interval"
+    if estimate.contains(1.0):
+        return f"{NO_DIFFERENCE} ({interval}{partial})"
+    return f"{estimate.value:.2f}x ({interval}{partial})"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1
-           ) -> List[str]:
-    """A Markdown table; the first ``text_columns`` are left-aligned, the figures right-aligned."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(header)))
-             + "|"]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return lines
+def figure_text(estimate: Estimate, unit: str = "") -> str:
+    """A median with its unit and its interval, thousands separated."""
+    if not estimate.count:
+        return "-"
+    return interval_text(estimate, suffix=f" {unit}" if unit else "")
 
 
-def _machine(run: Run) -> List[str]:
+def _mode(run: Run) -> Tuple[bool, str]:
+    """(cheap?, one sentence on how the run was made)."""
+    bench = run.machine.get("pollers_bench", {})
+    rounds = run.rounds
+    duration = bench.get("duration_s", "?")
+    cheap = bool(bench.get("cheap")) or (isinstance(duration, (int, float)) and duration < 1)
+    text = (f"{rounds} interleaved round{'s' if rounds != 1 else ''} per case (each round runs "
+            f"every target of the case once, in turn), {duration} s measured window and "
+            f"{bench.get('warmup_s', '?')} s warm-up per run")
+    if bench.get("realtime"):
+        text += ", servers and load generator under SCHED_FIFO"
+    return cheap, text + "."
+
+
+# -- the summary ------------------------------------------------------------------------
+
+
+def _ranking(rows: List[Row]) -> str:
+    """Labels best first, joined by ">" or by "≈" where the paired interval holds 1.0."""
+    ordered = sort_best_first(rows)
+    if not ordered:
+        return "-"
+    text = f"`{ordered[0].label}`"
+    for before, after in zip(ordered, ordered[1:]):
+        margin = paired_speedup(before, after)
+        tied = margin is None or margin.contains(1.0)
+        text += f" {'≈' if tied else '>'} `{after.label}`"
+    return text
+
+
+def _summary_row(group: str, kind: str, rows: List[Row]) -> List[str]:
+    ordered = sort_best_first([row for row in rows if row.rounds])
+    _figure, _label, unit, _higher = HEADLINES[kind]
+    winner = ordered[0]
+    winner_text = f"`{winner.label}` {figure_text(winner.estimate(), unit)}"
+    if len(ordered) < 2:
+        return [group, winner_text, "-", "-", _ranking(ordered)]
+    margin = paired_speedup(winner, ordered[1])
+    if margin is None or margin.contains(1.0):
+        margin_text = f"{NO_DIFFERENCE} over `{ordered[1].label}`"
+        if margin is not None:
+            margin_text += f" ({margin.low:.2f}-{margin.high:.2f})"
+    else:
+        margin_text = f"{ratio_text(margin)} over `{ordered[1].label}`"
+    tied = []
+    for row in ordered[1:]:
+        against = paired_speedup(winner, row)
+        if against is None or against.contains(1.0):
+            tied.append(f"`{row.label}`")
+    return [group, winner_text, margin_text, ", ".join(tied) or "none", _ranking(ordered)]
+
+
+def summary_blocks(run: Run, notes: Sequence[str]) -> List[Block]:
+    cheap, mode = _mode(run)
+    blocks: List[Block] = [Heading(2, "Summary")]
+    if cheap:
+        blocks.append(Paragraph(
+            "**Cheap mode** (a short window and few rounds): every code path ran and every "
+            "sanity check held, but intervals from so few rounds cover less than 95% and the "
+            "figures are not to be quoted."))
+    blocks.append(Paragraph(
+        f"{mode} Figures are the median of the rounds with its 95% confidence interval in "
+        "brackets (the distribution-free order-statistic interval of the median); ratios are "
+        "speed-ups (above 1x is better) computed round by round from the paired runs, with "
+        "the interval of their median. Where an interval holds 1.0 the report says "
+        f"\"{NO_DIFFERENCE}\". A ranking joins neighbours with ≈ when no difference was "
+        "measured between them."))
+    blocks.extend(Paragraph(note) for note in notes)
+    body = [_summary_row(group, kind, rows) for group, kind, rows in run.groups()
+            if kind != "primitive" and any(row.rounds for row in rows)]
+    blocks.append(Table(["case", "winner (median, 95% interval)", "margin over the runner-up",
+                         "within noise of the winner", "ranking, best first"], body,
+                        text_columns=5))
+    flagged = [(row, row.outlier_rounds()) for row in run.rows if row.kind != "primitive"]
+    count = sum(len(found) for _row, found in flagged)
+    runs = sum(len(row.rounds) for row in run.rows if row.kind != "primitive")
+    bound = [row for row in run.rows if row.kind != "primitive" and row.client_bound_rounds]
+    facts = [f"{runs} echo runs; {count} outlier round{'s' if count != 1 else ''} (further than "
+             "3.5 scaled median absolute deviations from their target's median), listed under "
+             "[Outlier rounds](#outlier-rounds) and drawn as red rings; none is dropped."]
+    if bound:
+        facts.append(f"{len(bound)} rows had client-bound rounds (the load generator used more "
+                     "CPU than the server; their rates understate the server, their server CPU "
+                     "per message stays valid): see each case's table.")
+    blocks.append(Bullets(facts))
+    return blocks
+
+
+# -- the cases ----------------------------------------------------------------------------
+
+
+def _case_table(run: Run, kind: str, rows: List[Row]) -> Table:
+    _figure, label, unit, _higher = HEADLINES[kind]
+    header = ["target", f"{label} ({unit})", "x raw selectors", "x uvloop Protocol",
+              "server CPU us/msg", "CPU x raw selectors", "p99 us", "rounds", "client-bound"]
+    body = []
+    for row in sort_best_first(rows):
+        raw, uv = (run.baseline(row, name) for name in BASELINES)
+        outlying = row.outlier_rounds()
+        rounds = str(len(row.rounds))
+        if outlying:
+            rounds += " (outlier: " + ", ".join(f"r{n}" for n, _v in outlying) + ")"
+        bound = row.client_bound_rounds
+        body.append([
+            f"`{row.label}`", figure_text(row.estimate()),
+            ratio_text(paired_speedup(row, raw)), ratio_text(paired_speedup(row, uv)),
+            figure_text(row.estimate(CPU_FIGURE)), ratio_text(paired_speedup(row, raw,
+                                                                              CPU_FIGURE)),
+            _number(row.figures.get("latency_p99_us")), rounds,
+            f"**{bound} of {len(row.rounds)}**" if bound else "no",
+        ])
+    return Table(header, body)
+
+
+def _primitive_table(rows: List[Row]) -> Table:
+    fastest = min((row.headline for row in rows if row.headline > 0), default=math.nan)
+    body = [[f"`{row.target}`", row.interpreter, _number(row.figures.get("mean_ns"), 0),
+             _number(row.figures.get("median_ns"), 0), _number(row.figures.get("iqr_ns"), 0),
+             _number(row.figures.get("min_ns"), 0),
+             f"{fastest / row.headline:.2f}x" if row.headline > 0 else "-"]
+            for row in sorted(rows, key=lambda r: r.headline)]
+    header = ["variant", "python", "mean ns", "median ns", "IQR ns", "min ns", "x fastest"]
+    return Table(header, body, text_columns=2)
+
+
+def case_blocks(run: Run, charts: Dict[str, Tuple[str, str]]) -> List[Block]:
+    blocks: List[Block] = [Heading(2, "Cases"), Paragraph(
+        "One chart and one table per case, best first. In the charts each line is a target: "
+        "the small dots are its rounds, the large mark the median (a filled circle for the "
+        "project's variants, a hollow diamond for the hand-written peers; the colour is the "
+        "backend family), the bar its 95% interval; both panels have log scales. The tables' "
+        "ratios are paired speed-ups over the raw selectors peer and over uvloop's Protocol "
+        "peer, with their 95% intervals.")]
+    for group, kind, rows in run.groups():
+        if kind == "primitive":
+            continue
+        blocks.append(Heading(3, group))
+        if group in charts:
+            name, svg = charts[group]
+            blocks.append(Chart(group, name, svg))
+        blocks.append(_case_table(run, kind, rows))
+    primitives = [(group, rows) for group, kind, rows in run.groups() if kind == "primitive"]
+    if primitives:
+        blocks += [Heading(2, "Primitives"), Paragraph(
+            "In-process operations, timed by pytest-benchmark itself (its own rounds, not "
+            "interleaved between variants); the inter-quartile range shows their spread.")]
+        for group, rows in primitives:
+            blocks += [Heading(3, group), _primitive_table(rows)]
+    return blocks
+
+
+def outlier_blocks(run: Run) -> List[Block]:
+    items = []
+    for group, kind, rows in run.groups() + run.groups(sections=True):
+        if kind == "primitive":
+            continue
+        unit = HEADLINES[kind][2]
+        for row in rows:
+            for number, value in row.outlier_rounds():
+                median = row.estimate().value
+                items.append(f"{group}: `{row.label}` round {number}: {number_text(value)} "
+                             f"{unit} against a median of {number_text(median)} "
+                             f"({value / median:.2f}x)")
+    text = ("Rounds whose headline figure lies further than 3.5 scaled median absolute "
+            "deviations from their target's median. They stay in every median and interval "
+            "(the median barely moves for one odd round); a machine shared with other work "
+            "produces them when another process takes a CPU during a run.")
+    return [Heading(2, "Outlier rounds"), Paragraph(text),
+            Bullets(items) if items else Paragraph("None.")]
+
+
+# -- glibc malloc ----------------------------------------------------------------------------
+
+
+MALLOC_TEXT = (
+    "asyncio's socket transports read with `sock.recv(256 KiB)` into a new bytes object on "
+    "every read. glibc's malloc serves a request above its *mmap threshold* with `mmap`, and "
+    "that threshold starts at 128 KiB. CPython then shrinks the object to the bytes received "
+    "(`realloc`, which for a mapped chunk is `mremap`) and frees it (`munmap`): three system "
+    "calls and a fresh zeroed page per read (strace of `peer-asyncio-protocol` at 1 KiB x 64: "
+    "12,266 `mremap`, 12,277 `munmap` and 12,392 `mmap` for 12,333 `recvfrom`). glibc raises "
+    "its threshold only when `free` is given a *mapped chunk larger than the threshold*: it then "
+    "sets the mmap threshold to that chunk's size and the trim threshold to twice it. The shrunk "
+    "read buffer is never larger, so a process whose only big allocations are these reads stays "
+    "in the slow state for good; once anything frees a large mapped chunk (one read that filled "
+    "the whole 256 KiB, any big temporary bytes object, a large JSON document), the reads come "
+    "from the heap and the three calls are gone. Setting only the mmap threshold "
+    "(`MALLOC_MMAP_THRESHOLD_=1048576`) is not enough: the trim threshold stays at 128 KiB and "
+    "every read then grows and trims the heap with two `brk` calls instead (strace: 33,832 "
+    "`brk` for 16,904 `recvfrom`). The raised state here is what glibc itself sets after "
+    "freeing a 1 MiB chunk, given to a fresh process with "
+    "`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=2097152`.")
+
+MALLOC_VERDICT = (
+    "**Which state a long-running server is in:** the raised one, as soon as it has once freed "
+    "a mapped chunk above 256 KiB: one client that sends 256 KiB faster than the server reads "
+    "(an upload, a burst after a pause) or any large temporary object does it, and the "
+    "threshold never comes down. A server that only ever sees small messages and allocates "
+    "nothing large stays in the default state, which is also where every freshly started "
+    "benchmark server is. The project's `asyncio` variant reads into a buffer it reuses "
+    "(`recv_into`), so its cost is the same in both states; comparisons with asyncio's "
+    "transports should quote both.")
+
+
+def malloc_blocks(run: Run, charts: Dict[str, Tuple[str, str]]) -> List[Block]:
+    groups = [item for item in run.groups(sections=True) if item[2]]
+    if not groups:
+        return []
+    blocks: List[Block] = [Heading(2, "glibc malloc and asyncio's transports"),
+                           Paragraph(MALLOC_TEXT)]
+    for group, kind, rows in groups:
+        blocks.append(Heading(3, group))
+        if group in charts:
+            name, svg = charts[group]
+            blocks.append(Chart(group, name, svg))
+        _figure, label, unit, _higher = HEADLINES[kind]
+        body = []
+        targets = list(dict.fromkeys(row.target for row in rows))
+        for target in targets:
+            mine = [row for row in rows if row.target == target]
+            default = next((row for row in mine if "default" in row.setting), None)
+            raised = next((row for row in mine if "raised" in row.setting), None)
+            if default is None or raised is None:
+                continue
+            ours = {row.setting: row for row in rows if row.target == "asyncio"}
+            mine_ratio = [ratio_text(paired_speedup(ours[row.setting], row))
+                          if row.setting in ours and target != "asyncio" else "-"
+                          for row in (default, raised)]
+            body.append([
+                f"`{target}`", figure_text(default.estimate()), figure_text(raised.estimate()),
+                ratio_text(paired_speedup(raised, default)),
+                figure_text(default.estimate(CPU_FIGURE)), figure_text(raised.estimate(CPU_FIGURE)),
+                *mine_ratio,
+            ])
+        blocks.append(Table(["target", f"{label}, glibc default", f"{label}, threshold raised",
+                             "raised x default", "server CPU us/msg, default",
+                             "server CPU us/msg, raised", "`asyncio` x it, default",
+                             "`asyncio` x it, raised"], body))
+        blocks.append(Paragraph(
+            "Ratios are paired speed-ups: \"raised x default\" is the target in the raised "
+            "state over itself in the default state; \"`asyncio` x it\" is the project's "
+            "`asyncio` variant over the target, both in the same state."))
+    blocks.append(Paragraph(MALLOC_VERDICT))
+    return blocks
+
+
+# -- idle scaling, interpreters, environment ---------------------------------------------------
+
+
+def idle_blocks(run: Run) -> List[Block]:
+    idle_groups = [(group, rows) for group, kind, rows in run.groups() if kind == "idle"]
+    if not idle_groups:
+        return []
+    counts = [int(rows[0].figures.get("load_idle", 0)) for _group, rows in idle_groups]
+    labels: List[str] = []
+    cells: Dict[Tuple[str, int], Row] = {}
+    for (_group, rows), count in zip(idle_groups, counts):
+        for row in rows:
+            if row.label not in labels:
+                labels.append(row.label)
+            cells[(row.label, count)] = row
+    header = ["target", *(f"p50 us, {count:,} idle" for count in counts),
+              f"p50 {counts[-1]:,} / {counts[0]:,} (paired)",
+              f"server RSS KiB per connection, {counts[-1]:,} idle"]
+    body = []
+    for label in labels:
+        first, last = cells.get((label, counts[0])), cells.get((label, counts[-1]))
+        growth = paired_speedup(first, last) if first is not None and last is not None else None
+        body.append([
+            f"`{label}`",
+            *(figure_text(cells[(label, count)].estimate()) if (label, count) in cells
+              else "skipped" for count in counts),
+            ratio_text(growth),
+            _number(last.figures.get("rss_kib_per_connection"), 2) if last is not None else "-",
+        ])
+    return [Heading(2, "Idle scaling"), Paragraph(
+        "One active connection (1 KiB, one message in flight) while idle connections stay open; "
+        "select and poll scan every descriptor on every pass, epoll and kqueue do not. The "
+        "growth is the p50 at the most idle connections over the p50 at none, from the same "
+        "rounds."), Table(header, body)]
+
+
+def interpreter_blocks(run: Run) -> List[Block]:
+    interpreters = run.interpreters()
+    if len(interpreters) < 2:
+        return []
+    base = interpreters[0]
+    blocks: List[Block] = [Heading(2, "Interpreters side by side"), Paragraph(
+        f"Headline figure per case under each server interpreter, with its interval; ratios "
+        f"are paired speed-ups over {base} (above 1x is better).")]
+    for group, kind, rows in run.groups():
+        if kind == "primitive":
+            continue
+        targets = list(dict.fromkeys(row.target for row in rows if row.interpreter != NATIVE))
+        body = []
+        for target in targets:
+            reference = run.find(group, target, base)
+            cells = [f"`{target}`"]
+            for interpreter in interpreters:
+                found = run.find(group, target, interpreter)
+                cells.append("-" if found is None else figure_text(found.estimate()))
+            for interpreter in interpreters[1:]:
+                found = run.find(group, target, interpreter)
+                cells.append(ratio_text(paired_speedup(found, reference))
+                             if found is not None and reference is not None else "-")
+            body.append(cells)
+        header = ["target", *interpreters, *(f"{name} vs {base}" for name in interpreters[1:])]
+        blocks += [Heading(3, group), Table(header, body)]
+    return blocks
+
+
+def environment_blocks(run: Run) -> List[Block]:
     machine = run.machine
     bench = machine.get("pollers_bench", {})
     cpu = bench.get("cpu_model") or machine.get("cpu", {}).get("brand_raw", "?")
+
     def cpus(value: Any) -> str:
         if isinstance(value, (list, tuple)):
             return ",".join(map(str, value))
@@ -71,13 +419,14 @@ def _machine(run: Run) -> List[str]:
         pinning += f"; server options `{bench['server_args']}`"
     if bench.get("realtime"):
         pinning += "; both under SCHED_FIFO (shielded from other work on the machine)"
+    _cheap, mode = _mode(run)
     facts = [
         ("machine", f"{machine.get('node', '?')} ({machine.get('machine', '?')})"),
         ("CPU", f"{cpu}, {bench.get('cpu_count', '?')} CPUs"),
         ("kernel", bench.get("kernel") or f"{machine.get('system')} {machine.get('release')}"),
+        ("load average at the start", ", ".join(map(str, bench.get("load_average") or ["?"]))),
         ("pinning", pinning),
-        ("measured window / warm-up",
-         f"{bench.get('duration_s', '?')} s / {bench.get('warmup_s', '?')} s per echo case"),
+        ("rounds and windows", mode),
         ("pytest ran under", bench.get("pytest_python")
          or f"{machine.get('python_implementation')} {machine.get('python_version')}"),
         ("C compiler", bench.get("compiler", "?")),
@@ -94,191 +443,102 @@ def _machine(run: Run) -> List[str]:
     packages = ", ".join(f"{name} {version}" for name, version in bench.get("packages", {}).items()
                          if version)
     facts.append(("packages (pytest side)", packages or "?"))
-    rows = [[name, str(value)] for name, value in facts]
-    return ["## Machine", "", *_table(["", ""], rows, text_columns=2), ""]
+    return [Heading(2, "Environment"),
+            Table(["", ""], [[name, str(value)] for name, value in facts], text_columns=2)]
 
 
-def _echo_table(run: Run, kind: str, rows: List[Row]) -> List[str]:
-    _figure, label, unit, _higher = HEADLINES[kind]
-    header = ["target", "round trips/s", "MB/s", "p50 us", "p99 us", "p99.9 us",
-              "server CPU us/msg", "x raw selectors", "x uvloop Protocol",
-              "CPU x raw selectors", "CPU x uvloop Protocol", "client-bound"]
-    body = []
-    for row in rows:
-        raw, uv = (run.baseline(row, name) for name in BASELINES)
-        f = row.figures
-        body.append([
-            f"`{row.label}`", _number(f.get("round_trips_per_s"), 0), _number(f.get("mb_per_s")),
-            _number(f.get("latency_p50_us")), _number(f.get("latency_p99_us")),
-            _number(f.get("latency_p999_us")), _number(f.get("server_cpu_us_per_msg"), 2),
-            _ratio(speedup(row, raw)), _ratio(speedup(row, uv)),
-            _ratio(cpu_speedup(row, raw)), _ratio(cpu_speedup(row, uv)),
-            "**yes**" if row.client_bound else "no",
-        ])
-    note = (f"Ratios compare the headline figure ({label}, {unit}) and the server CPU per message "
-            "with the raw selectors peer and uvloop's Protocol peer; above 1x is better.")
-    return [*_table(header, body), "", note, ""]
+def target_blocks(run: Run) -> List[Block]:
+    seen = [name for name in TARGETS if any(row.target == name for row in run.rows)]
+    return [Heading(2, "Targets"), Table(["target", "family", "what it is"], [
+        [f"`{name}`", next(row.family for row in run.rows if row.target == name),
+         TARGETS[name].description] for name in seen], text_columns=3)]
 
 
-def _primitive_table(rows: List[Row]) -> List[str]:
-    fastest = min((row.headline for row in rows if row.headline > 0), default=math.nan)
-    body = [[f"`{row.target}`", row.interpreter, _number(row.figures.get("mean_ns"), 0),
-             _number(row.figures.get("median_ns"), 0), _number(row.figures.get("min_ns"), 0),
-             _ratio(fastest / row.headline if row.headline > 0 else None)]
-            for row in rows]
-    header = ["variant", "python", "mean ns", "median ns", "min ns", "x fastest"]
-    return [*_table(header, body, text_columns=2), ""]
-
-
-def _idle_scaling(run: Run, groups: List[Tuple[str, str, List[Row]]]) -> List[str]:
-    idle_groups = [(group, rows) for group, kind, rows in groups if kind == "idle"]
-    if not idle_groups:
-        return []
-    counts = [int(rows[0].figures.get("load_idle", 0)) for _group, rows in idle_groups]
-    labels: List[str] = []
-    cells: Dict[Tuple[str, int], Row] = {}
-    for (_group, rows), count in zip(idle_groups, counts):
-        for row in rows:
-            if row.label not in labels:
-                labels.append(row.label)
-            cells[(row.label, count)] = row
-    header = ["target", *(f"p50 us, {count:,} idle" for count in counts),
-              f"p50 {counts[-1]:,} / {counts[0]:,}", f"server CPU us/msg, {counts[-1]:,} idle",
-              f"server RSS KiB per connection, {counts[-1]:,} idle"]
-    body = []
-    for label in labels:
-        first, last = cells.get((label, counts[0])), cells.get((label, counts[-1]))
-        growth = (last.headline / first.headline if first is not None and last is not None
-                  and first.headline > 0 else None)
-        body.append([
-            f"`{label}`",
-            *(_number(cells[(label, count)].headline) if (label, count) in cells else "skipped"
-              for count in counts),
-            _ratio(growth),
-            _number(last.server_cpu, 2) if last is not None else "-",
-            _number(last.figures.get("rss_kib_per_connection"), 2) if last is not None else "-",
-        ])
-    return ["## Idle scaling", "",
-            "One active connection (1 KiB, one message in flight) while idle connections stay "
-            "open; select and poll scan every descriptor on every pass, epoll and kqueue do not.",
-            "", *_table(header, body), ""]
-
-
-def _interpreters_side_by_side(run: Run, groups: List[Tuple[str, str, List[Row]]]) -> List[str]:
-    interpreters = run.interpreters()
-    if len(interpreters) < 2:
-        return []
-    base = interpreters[0]
-    lines = ["## Interpreters side by side", "",
-             f"Headline figure per case under each server interpreter; ratios are speed-ups "
-             f"over {base} (above 1x is better). Server CPU us/msg in brackets.", ""]
-    for group, kind, rows in groups:
-        if kind == "primitive":
-            continue
-        targets: List[str] = []
-        for row in rows:
-            if row.interpreter != NATIVE and row.target not in targets:
-                targets.append(row.target)
-        body = []
-        for target in targets:
-            cells = [f"`{target}`"]
-            reference = run.find(group, target, base)
-            for interpreter in interpreters:
-                found = run.find(group, target, interpreter)
-                cells.append("-" if found is None else
-                             f"{_number(found.headline)} ({_number(found.server_cpu, 2)})")
-            for interpreter in interpreters[1:]:
-                found = run.find(group, target, interpreter)
-                cells.append(_ratio(speedup(found, reference)) if found is not None else "-")
-            body.append(cells)
-        header = ["target", *interpreters, *(f"{name} vs {base}" for name in interpreters[1:])]
-        lines += [f"### {group}", "", *_table(header, body), ""]
-    return lines
-
-
-def _client_bound_summary(run: Run) -> List[str]:
-    echo = [row for row in run.rows if row.kind != "primitive"]
-    bound = [row for row in echo if row.client_bound]
-    lines = ["## Was the load generator the bottleneck?", ""]
-    if not bound:
-        lines.append(f"No: in all {len(echo)} echo runs the server used more CPU than the load "
-                     "generator.")
-    else:
-        lines.append(f"{len(bound)} of {len(echo)} echo runs were client-bound (the load "
-                     "generator used more CPU than the server); their rates understate the "
-                     "server, but their server CPU per message stays valid:")
-        lines.append("")
-        lines.extend(f"- {row.group}: `{row.label}`" for row in bound)
-        lines += ["", "With one connection and one message in flight (the latency and idle cases) "
-                  "both sides mostly wait for each other, so there the flag says little; it "
-                  "matters for the throughput and bulk cases."]
-    return [*lines, ""]
-
-
-def _change(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value - 1.0:+.1%}"
+# -- comparison ---------------------------------------------------------------------------------
 
 
 def compare(new: Run, old: Run, threshold: float, on: str = "headline"
-            ) -> Tuple[List[str], List[str]]:
-    """Markdown lines of the comparison, and the regressions past ``threshold``.
+            ) -> Tuple[List[Block], List[str]]:
+    """The comparison's blocks, and the regressions whose whole interval lies past ``threshold``.
 
-    ``on`` picks the figure that decides a regression: ``headline`` (each case's
-    own figure) or ``cpu`` (server CPU per message, steadier on a busy machine;
-    primitives always use their headline).
+    ``on`` picks the figure that decides: ``headline`` (each case's own figure) or
+    ``cpu`` (server CPU per message, steadier on a busy machine; primitives always
+    use their headline). The two runs' rounds are unpaired: the ratio is the
+    Hodges-Lehmann estimate with its Mann-Whitney interval.
     """
     body = []
     regressions: List[str] = []
-    for group, kind, rows in new.groups():
+    unsure = 0
+    for group, kind, rows in new.groups() + new.groups(sections=True):
         for row in rows:
-            before = old.find(row.group, row.target, row.interpreter)
+            before = old.find(row.group, row.target, row.interpreter, row.setting)
             if before is None:
                 continue
-            headline, cpu = speedup(row, before), cpu_speedup(row, before)
-            decisive = cpu if on == "cpu" and kind != "primitive" else headline
-            regressed = decisive is not None and decisive - 1.0 < -threshold
+            figure = CPU_FIGURE if on == "cpu" and kind != "primitive" else None
+            ratio = unpaired_speedup(row, before, figure)
+            if ratio is None:
+                continue
+            regressed = ratio.complete and ratio.high < 1.0 - threshold
+            unsure += 0 if ratio.complete else 1
+            reading = verdict(ratio)
             if regressed:
-                regressions.append(f"{group}: {row.label} {_change(decisive)}")
-            body.append([group, f"`{row.label}`", _number(before.headline), _number(row.headline),
-                         _change(headline), _change(cpu), "**regression**" if regressed else ""])
-    decided_by = "the headline figure" if on == "headline" else "the server CPU per message"
-    lines = ["## Change since the compared run", "",
-             f"Changes are speed-ups (positive is better). A loss of more than {threshold:.0%} "
-             f"in {decided_by} is flagged as a regression.", "",
-             *_table(["case", "target", "before", "now", "change", "server CPU change", ""],
-                     body, text_columns=2), ""]
-    return lines, regressions
+                reading = f"**regression** (all of the interval below {1 - threshold:.2f}x)"
+                regressions.append(f"{group}: {row.label} {ratio_text(ratio)}")
+            elif not ratio.complete:
+                reading += " (too few rounds for a 95% interval)"
+            body.append([group, f"`{row.label}`", figure_text(before.estimate(figure)),
+                         figure_text(row.estimate(figure)), ratio_text(ratio), reading])
+    decided_by = "its headline figure" if on == "headline" else "its server CPU per message"
+    blocks: List[Block] = [Heading(2, "Change since the compared run"), Paragraph(
+        f"Each case's {decided_by}, now against the compared run: the speed-up (above 1x is "
+        "better) is the median of all now/before ratios of the two runs' rounds (Hodges-Lehmann) "
+        "with its exact 95% interval (Mann-Whitney); the runs are separate, so their rounds are "
+        f"not paired. A regression is flagged only when the whole interval lies below "
+        f"{1 - threshold:.2f}x (a loss of more than {threshold:.0%} beyond doubt); an interval "
+        "from too few rounds never flags one."),
+        Table(["case", "target", "before", "now", "speed-up", "reading"], body, text_columns=2)]
+    if unsure:
+        blocks.append(Paragraph(f"{unsure} comparisons had too few rounds for a 95% interval "
+                                "(five a side are needed)."))
+    return blocks, regressions
 
 
-def render(run: Run, charts: List[Tuple[str, str]], comparison: Optional[List[str]]) -> str:
-    groups = run.groups()
-    lines = ["# pollers benchmark report", ""]
-    lines += ["Every variant of the project's echo server (`python -m server`) and every "
-              "hand-written peer, driven by the same C load generator on its own CPU. "
-              "`client-bound` marks a run whose load generator used more CPU than the server. "
-              "See docs/benchmarks.md for what each figure means.", ""]
-    lines += _machine(run)
-    lines += _client_bound_summary(run)
+# -- the whole report -------------------------------------------------------------------------
+
+
+def build(run: Run, comparison: Optional[List[Block]] = None, notes: Sequence[str] = ()
+          ) -> Tuple[Document, Dict[str, Tuple[str, str]]]:
+    """The report's document and its charts (group -> (file name, SVG))."""
+    charts = case_charts(run.groups() + run.groups(sections=True))
+    document = Document(TITLE)
+    document.add(Paragraph(
+        "Every variant of the project's echo server (`python -m server`) and every hand-written "
+        "peer, driven by the same C load generator on its own CPU. See docs/benchmarks.md for "
+        "what each figure means."))
+    document.add(*summary_blocks(run, notes))
     if comparison:
-        lines += comparison
-    lines += ["## Cases", ""]
-    for group, kind, rows in groups:
-        if kind == "idle":
-            continue
-        lines += [f"### {group}", ""]
-        lines += _primitive_table(rows) if kind == "primitive" else _echo_table(run, kind, rows)
-    lines += _idle_scaling(run, groups)
-    lines += _interpreters_side_by_side(run, groups)
-    if charts:
-        lines += ["## Charts", ""]
-        lines += [f"### {title}\n\n![{title}]({name})\n" for title, name in charts]
-    seen = sorted({row.target for row in run.rows if row.target in TARGETS},
-                  key=lambda name: list(TARGETS).index(name))
-    lines += ["## Targets", "",
-              *_table(["target", "what it is"],
-                      [[f"`{name}`", TARGETS[name].description] for name in seen],
-                      text_columns=2), ""]
-    return "\n".join(lines)
+        document.add(*comparison)
+    document.add(*malloc_blocks(run, charts))
+    document.add(*case_blocks(run, charts))
+    document.add(*outlier_blocks(run))
+    document.add(*idle_blocks(run))
+    document.add(*interpreter_blocks(run))
+    document.add(*environment_blocks(run))
+    document.add(*target_blocks(run))
+    return document, charts
+
+
+def write(run: Run, out: Path, comparison: Optional[List[Block]] = None,
+          notes: Sequence[str] = ()) -> Tuple[Path, Path, int]:
+    """Write report.md, its SVG charts and report.html into ``out``; (md, html, charts)."""
+    out.mkdir(parents=True, exist_ok=True)
+    document, charts = build(run, comparison, notes)
+    for name, svg in charts.values():
+        (out / name).write_text(svg + "\n")
+    markdown, html = out / "report.md", out / "report.html"
+    markdown.write_text(to_markdown(document))
+    html.write_text(to_html(document))
+    return markdown, html, len(charts)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -286,34 +546,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="pytest-benchmark JSON file(s)")
     parser.add_argument("--out", type=Path, required=True,
-                        help="directory for report.md and the charts")
+                        help="directory for report.md, report.html and the charts")
     parser.add_argument("--compare", type=Path, action="append",
                         help="an older run's JSON to compare with (repeatable: merged)")
-    parser.add_argument("--threshold", type=float, default=0.1,
-                        help="a loss larger than this fraction is a regression (default 0.1)")
+    parser.add_argument("--threshold", type=float, default=0.05,
+                        help="a loss beyond this fraction, with its whole interval past it, is "
+                        "a regression (default 0.05)")
     parser.add_argument("--compare-on", choices=("headline", "cpu"), default="headline",
                         help="figure that decides a regression: each case's headline figure "
                         "(default) or the server CPU per message (steadier on a shared machine)")
-    parser.add_argument("--no-charts", action="store_true", help="skip the matplotlib charts")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a sentence for the summary (repeatable), e.g. how busy the "
+                        "machine was")
     args = parser.parse_args(argv)
+    if not 0 <= args.threshold < 1:
+        parser.error("--threshold is a fraction between 0 and 1")
     run = load(args.runs)
     if not run.rows:
         parser.exit(2, "no benchmark rows of this project's suites in the given file(s)\n")
-    args.out.mkdir(parents=True, exist_ok=True)
-    charts: List[Tuple[str, str]] = []
-    if not args.no_charts:
-        try:
-            charts = write_charts(run, args.out)
-        except ChartsUnavailable as exc:
-            parser.exit(2, f"error: {exc}\n")
-    comparison: Optional[List[str]] = None
+    comparison: Optional[List[Block]] = None
     regressions: List[str] = []
     if args.compare:
         comparison, regressions = compare(run, load(args.compare), args.threshold,
                                           args.compare_on)
-    report = args.out / "report.md"
-    report.write_text(render(run, charts, comparison))
-    print(f"wrote {report} ({len(run.rows)} results, {len(charts)} charts)")
+    markdown, html, charts = write(run, args.out, comparison, args.note)
+    print(f"wrote {markdown} and {html} ({len(run.rows)} results, {charts} charts)")
     if regressions:
         print(f"{len(regressions)} regression(s) past {args.threshold:.0%}:", file=sys.stderr)
         for line in regressions:

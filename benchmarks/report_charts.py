@@ -1,155 +1,247 @@
-"""The report's charts (matplotlib, Agg, PNG): throughput, latency, server CPU, idle scaling."""
+"""The report's charts: one dot plot per case, as SVG written here (no plotting library).
+
+Each chart has one line per target, sorted best first, and two panels on log
+scales: the case's headline figure and the server CPU per message. A line shows
+every round as a small dot, outlier rounds as a ring, the median as a large mark
+(a filled circle for the project's variants, a hollow diamond for the
+hand-written peers) and the median's 95% interval as an error bar. Colours are
+the backend families. Every mark carries an SVG ``<title>``, which a browser
+shows on hover. The same SVG text is written to a file for the Markdown report
+and inlined into the HTML one, so both show the same chart.
+
+SVG rather than matplotlib: the HTML report must be one self-contained file with
+hover values, which matplotlib's SVG output does not give without rewriting it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+import math
+import re
+from dataclasses import dataclass
+from html import escape
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from .report_data import Row, Run
+from .cases import HEADLINES
+from .report_data import CPU_FIGURE, Row
+from .stats import Estimate, interval_text
 
+FAMILY_COLOURS: Dict[str, str] = {
+    "selectors": "#1b9e77",
+    "asyncio": "#d95f02",
+    "tornado": "#7570b3",
+    "twisted": "#e7298a",
+    "gevent": "#66a61e",
+    "C": "#555555",
+}
+SPARE_COLOURS = ("#e6ab02", "#a6761d", "#1f78b4", "#b15928")
+OUTLIER_COLOUR = "#c00000"
 
-class ChartsUnavailable(RuntimeError):
-    """matplotlib is not installed."""
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ChartsUnavailable(
-            "the report's charts need matplotlib, which is not installed: "
-            "pip install matplotlib (it is in the 'bench' dependency group), "
-            "or pass --no-charts"
-        ) from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as pyplot
-
-    return pyplot
-
-
-def _labels(groups: Sequence[Tuple[str, str, List[Row]]]) -> List[str]:
-    labels: List[str] = []
-    for _group, _kind, rows in groups:
-        for row in rows:
-            if row.label not in labels:
-                labels.append(row.label)
-    return labels
+LABEL_WIDTH = 250
+PANEL_WIDTH = 300
+PANEL_GAP = 30
+LINE_HEIGHT = 20
+TOP = 58
+BOTTOM = 46
+FONT = "font-family=\"DejaVu Sans, Arial, sans-serif\""
 
 
-def _grouped_bars(path: Path, title: str, xlabel: str,
-                  groups: Sequence[Tuple[str, str, List[Row]]], figure: str,
-                  log: bool = False) -> None:
-    """Horizontal bars: one row of bars per target, one colour per case."""
-    pyplot = _pyplot()
-    labels = _labels(groups)
-    if not labels:
-        return
-    height = 0.8 / max(1, len(groups))
-    fig, axes = pyplot.subplots(figsize=(10, 0.45 * len(labels) * max(1, len(groups)) / 1.5 + 1.5))
-    for index, (group, _kind, rows) in enumerate(groups):
-        values: Dict[str, float] = {row.label: float(row.figures.get(figure) or 0) for row in rows}
-        positions = [i + index * height for i in range(len(labels))]
-        axes.barh(positions, [values.get(label, 0.0) for label in labels], height=height,
-                  label=group)
-    axes.set_yticks([i + height * (len(groups) - 1) / 2 for i in range(len(labels))])
-    axes.set_yticklabels(labels, fontsize=8)
-    axes.invert_yaxis()
-    axes.set_xlabel(xlabel)
-    if log:
-        axes.set_xscale("log")
-    axes.set_title(title)
-    axes.grid(axis="x", alpha=0.3)
-    axes.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+def family_colour(name: str, known: Optional[List[str]] = None) -> str:
+    if name in FAMILY_COLOURS:
+        return FAMILY_COLOURS[name]
+    others = sorted(known or [name])
+    index = others.index(name) if name in others else 0
+    return SPARE_COLOURS[index % len(SPARE_COLOURS)]
 
 
-def _latency_chart(path: Path, groups: Sequence[Tuple[str, str, List[Row]]]) -> None:
-    """One panel per latency case: p50, p99 and p99.9 per target (log scale)."""
-    pyplot = _pyplot()
-    if not groups:
-        return
-    labels = _labels(groups)
-    fig, panels = pyplot.subplots(1, len(groups), figsize=(5 * len(groups), 0.35 * len(labels) + 2),
-                                  sharey=True, squeeze=False)
-    percentiles = (("latency_p50_us", "p50"), ("latency_p99_us", "p99"),
-                   ("latency_p999_us", "p99.9"))
-    height = 0.8 / len(percentiles)
-    for axes, (group, _kind, rows) in zip(panels[0], groups):
-        by_label = {row.label: row for row in rows}
-        for index, (figure, name) in enumerate(percentiles):
-            values = [float(by_label[label].figures.get(figure) or 0) if label in by_label else 0.0
-                      for label in labels]
-            axes.barh([i + index * height for i in range(len(labels))], values, height=height,
-                      label=name)
-        axes.set_xscale("log")
-        axes.set_title(group, fontsize=9)
-        axes.set_xlabel("round trip (us, log)")
-        axes.grid(axis="x", alpha=0.3)
-    panels[0][0].set_yticks([i + height for i in range(len(labels))])
-    panels[0][0].set_yticklabels(labels, fontsize=8)
-    panels[0][0].invert_yaxis()
-    panels[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+def number_text(value: float) -> str:
+    """Thousands separators; three significant digits below 1,000."""
+    if math.isnan(value):
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
 
 
-def _idle_chart(path: Path, groups: Sequence[Tuple[str, str, List[Row]]]) -> None:
-    """p50 round trip of the active connection against the number of idle connections."""
-    pyplot = _pyplot()
-    series: Dict[str, List[Tuple[int, float]]] = {}
-    for _group, _kind, rows in groups:
-        for row in rows:
-            series.setdefault(row.label, []).append(
-                (int(row.figures.get("load_idle", 0)), float(row.figures["latency_p50_us"])))
-    if not series:
-        return
-    idle_counts = sorted({idle for points in series.values() for idle, _ in points})
-    targets = list(dict.fromkeys(label.split(" (")[0] for label in series))
-    interpreters = list(dict.fromkeys(label.partition(" (")[2] for label in series))
-    colours = pyplot.get_cmap("tab20")
-    fig, axes = pyplot.subplots(figsize=(10, 6))
-    for label, points in series.items():
-        points.sort()
-        target, _, interpreter = label.partition(" (")
-        axes.plot([idle_counts.index(idle) for idle, _ in points], [p50 for _, p50 in points],
-                  color=colours(targets.index(target) % 20),
-                  linestyle=("-", "--", ":", "-.")[interpreters.index(interpreter) % 4],
-                  marker="s" if target.startswith("peer-") else "o", label=label)
-    axes.set_xticks(range(len(idle_counts)))
-    axes.set_xticklabels([f"{count:,}" for count in idle_counts])
-    axes.set_xlabel("idle connections open")
-    axes.set_ylabel("active connection p50 round trip (us, log)")
-    axes.set_yscale("log")
-    axes.set_title("Idle scaling")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot.close(fig)
+@dataclass
+class LogAxis:
+    """A log-scale x axis from ``low`` to ``high`` drawn ``width`` pixels wide at ``left``."""
+
+    low: float
+    high: float
+    left: float
+    width: float
+
+    @classmethod
+    def around(cls, values: Sequence[float], left: float, width: float) -> LogAxis:
+        positive = [v for v in values if v > 0 and not math.isnan(v)] or [1.0]
+        low, high = min(positive), max(positive)
+        if high / low < 1.5:  # a narrow range still gets some room on each side
+            middle = math.sqrt(low * high)
+            low, high = middle / 1.25, middle * 1.25
+        return cls(low / 1.08, high * 1.08, left, width)
+
+    def x(self, value: float) -> float:
+        value = min(max(value, self.low), self.high)
+        span = math.log(self.high) - math.log(self.low)
+        return self.left + (math.log(value) - math.log(self.low)) / span * self.width
+
+    def ticks(self) -> List[float]:
+        """1, 2 and 5 times powers of ten inside the axis (every one of them when few)."""
+        found: List[float] = []
+        for exponent in range(math.floor(math.log10(self.low)) - 1,
+                              math.ceil(math.log10(self.high)) + 1):
+            for step in (1, 2, 5):
+                value = step * 10.0 ** exponent
+                if self.low <= value <= self.high:
+                    found.append(value)
+        if len(found) < 3:  # a narrow axis: ticks at its ends and middle instead
+            middle = math.sqrt(self.low * self.high)
+            found = [self.low * 1.04, middle, self.high / 1.04]
+        return found
 
 
-def write_charts(run: Run, out: Path) -> List[Tuple[str, str]]:
-    """Write the PNG charts into ``out``; return (title, file name) for those written."""
-    groups = run.groups()
-    by_kind = {kind: [item for item in groups if item[1] == kind] for kind in
-               ("latency", "throughput", "bulk", "idle")}
-    written: List[Tuple[str, str]] = []
-    echo = by_kind["throughput"] + by_kind["bulk"]
-    if by_kind["throughput"]:
-        _grouped_bars(out / "throughput.png", "Throughput (1 KiB messages)", "round trips/s",
-                      by_kind["throughput"], "round_trips_per_s")
-        written.append(("Throughput", "throughput.png"))
-    if by_kind["latency"]:
-        _latency_chart(out / "latency.png", by_kind["latency"])
-        written.append(("Latency percentiles", "latency.png"))
-    if echo:
-        _grouped_bars(out / "server_cpu.png", "Server CPU per echoed message (lower is better)",
-                      "server CPU us per message", echo, "server_cpu_us_per_msg")
-        written.append(("Server CPU per message", "server_cpu.png"))
-    if by_kind["idle"]:
-        _idle_chart(out / "idle_scaling.png", by_kind["idle"])
-        written.append(("Idle scaling", "idle_scaling.png"))
-    return written
+def _tick_text(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 1:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+def _title(text: str) -> str:
+    return f"<title>{escape(text)}</title>"
+
+
+def _panel(parts: List[str], rows: Sequence[Row], figure: str, axis_label: str, unit: str,
+           axis: LogAxis, colours: Dict[str, str], height: float) -> None:
+    bottom = TOP + height
+    parts.append(f'<g class="panel" data-figure="{escape(figure)}">')
+    parts.append(f'<rect x="{axis.left:.1f}" y="{TOP - 6}" width="{axis.width:.1f}" '
+                 f'height="{height + 6:.1f}" fill="#fafafa" stroke="#cccccc"/>')
+    for tick in axis.ticks():
+        x = axis.x(tick)
+        parts.append(f'<line x1="{x:.1f}" y1="{TOP - 6}" x2="{x:.1f}" y2="{bottom:.1f}" '
+                     f'stroke="#e3e3e3"/>')
+        parts.append(f'<text x="{x:.1f}" y="{bottom + 14:.1f}" text-anchor="middle" '
+                     f'font-size="10" fill="#333">{escape(_tick_text(tick))}</text>')
+    parts.append(f'<text x="{axis.left + axis.width / 2:.1f}" y="{bottom + 32:.1f}" '
+                 f'text-anchor="middle" font-size="11" fill="#222">{escape(axis_label)}</text>')
+    for index, row in enumerate(rows):
+        y = TOP + index * LINE_HEIGHT + LINE_HEIGHT / 2
+        colour = colours[row.family]
+        numbered = sorted(row.by_round(figure).items())
+        outlying = {number for number, _value in row.outlier_rounds(figure)}
+        for number, value in numbered:
+            x = axis.x(value)
+            hover = f"{row.label}, round {number}: {number_text(value)} {unit}"
+            if number in outlying:
+                parts.append(f'<circle class="outlier" cx="{x:.1f}" cy="{y:.1f}" r="4.5" '
+                             f'fill="none" stroke="{OUTLIER_COLOUR}" stroke-width="1.5">'
+                             f'{_title(hover + " (outlier round)")}</circle>')
+            else:
+                parts.append(f'<circle class="round" cx="{x:.1f}" cy="{y + 5:.1f}" r="2.4" '
+                             f'fill="{colour}" fill-opacity="0.6">{_title(hover)}</circle>')
+        estimate = row.estimate(figure)
+        if not estimate.count:
+            continue
+        low, high, mid = axis.x(estimate.low), axis.x(estimate.high), axis.x(estimate.value)
+        hover = _title(f"{row.label}: median {interval_text(estimate)} {unit}, "
+                       f"95% interval in brackets, {estimate.count} rounds")
+        parts.append(f'<g class="estimate">{hover}'
+                     f'<line x1="{low:.1f}" y1="{y:.1f}" x2="{high:.1f}" y2="{y:.1f}" '
+                     f'stroke="{colour}" stroke-width="1.6"/>'
+                     f'<line x1="{low:.1f}" y1="{y - 4:.1f}" x2="{low:.1f}" y2="{y + 4:.1f}" '
+                     f'stroke="{colour}" stroke-width="1.6"/>'
+                     f'<line x1="{high:.1f}" y1="{y - 4:.1f}" x2="{high:.1f}" y2="{y + 4:.1f}" '
+                     f'stroke="{colour}" stroke-width="1.6"/>')
+        if row.is_peer:
+            parts.append(f'<path d="M{mid:.1f},{y - 5.5:.1f} L{mid + 5.5:.1f},{y:.1f} '
+                         f'L{mid:.1f},{y + 5.5:.1f} L{mid - 5.5:.1f},{y:.1f} Z" fill="#ffffff" '
+                         f'stroke="{colour}" stroke-width="2"/>')
+        else:
+            parts.append(f'<circle cx="{mid:.1f}" cy="{y:.1f}" r="4.5" fill="{colour}" '
+                         f'stroke="#ffffff" stroke-width="0.8"/>')
+        parts.append('</g>')
+    parts.append('</g>')
+
+
+def sort_best_first(rows: Sequence[Row]) -> List[Row]:
+    """Rows by their headline median, the best first (highest rate, lowest time)."""
+    def key(row: Row) -> float:
+        value = row.headline
+        if math.isnan(value):
+            return math.inf
+        return -value if row.higher_is_better else value
+
+    return sorted(rows, key=key)
+
+
+def case_chart(title: str, kind: str, rows: Sequence[Row]) -> str:
+    """The SVG dot plot of one case (``rows`` in any order; drawn best first)."""
+    ordered = sort_best_first([row for row in rows if row.rounds])
+    figure, label, unit, higher = HEADLINES[kind]
+    families = sorted({row.family for row in ordered})
+    colours = {name: family_colour(name, families) for name in families}
+    height = max(1, len(ordered)) * LINE_HEIGHT
+    total_width = LABEL_WIDTH + 2 * PANEL_WIDTH + PANEL_GAP + 20
+    total_height = TOP + height + BOTTOM
+    headline_axis = LogAxis.around([v for row in ordered for v in row.values(figure)],
+                                   LABEL_WIDTH, PANEL_WIDTH)
+    cpu_axis = LogAxis.around([v for row in ordered for v in row.values(CPU_FIGURE)],
+                              LABEL_WIDTH + PANEL_WIDTH + PANEL_GAP, PANEL_WIDTH)
+    better = "higher is better" if higher else "lower is better"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" '
+             f'width="{total_width}" height="{total_height:.0f}" '
+             f'viewBox="0 0 {total_width} {total_height:.0f}" {FONT} '
+             f'data-case="{escape(title)}">',
+             _title(f"{title}: {len(ordered)} targets, best first"),
+             f'<rect width="{total_width}" height="{total_height:.0f}" fill="#ffffff"/>',
+             f'<text x="8" y="18" font-size="13" font-weight="bold" fill="#111">'
+             f'{escape(title)}</text>']
+    legend_x = 8.0
+    for name in families:
+        parts.append(f'<circle cx="{legend_x + 5:.1f}" cy="36" r="4.5" fill="{colours[name]}"/>'
+                     f'<text x="{legend_x + 13:.1f}" y="40" font-size="10.5" fill="#222">'
+                     f'{escape(name)}</text>')
+        legend_x += 22 + 6.5 * len(name)
+    legend_x += 10
+    parts.append(f'<circle cx="{legend_x + 5:.1f}" cy="36" r="4.5" fill="#888"/>'
+                 f'<text x="{legend_x + 13:.1f}" y="40" font-size="10.5" fill="#222">variant</text>'
+                 f'<path d="M{legend_x + 70:.1f},30.5 L{legend_x + 75.5:.1f},36 '
+                 f'L{legend_x + 70:.1f},41.5 L{legend_x + 64.5:.1f},36 Z" fill="#fff" '
+                 f'stroke="#888" stroke-width="2"/>'
+                 f'<text x="{legend_x + 79:.1f}" y="40" font-size="10.5" fill="#222">'
+                 f'hand-written peer; bar: 95% interval of the median; small dots: rounds; '
+                 f'red ring: outlier round</text>')
+    for index, row in enumerate(ordered):
+        y = TOP + index * LINE_HEIGHT + LINE_HEIGHT / 2 + 4
+        style = ' font-style="italic"' if row.is_peer else ""
+        name = row.label if len(row.label) <= 40 else row.label[:39] + "\u2026"
+        parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y:.1f}" text-anchor="end" '
+                     f'font-size="11" fill="{colours[row.family]}"{style}>'
+                     f'{_title(row.label)}{escape(name)}</text>')
+    _panel(parts, ordered, figure, f"{label} ({unit}, log scale; {better})", unit,
+           headline_axis, colours, height)
+    _panel(parts, ordered, CPU_FIGURE, "server CPU per message (us, log scale; lower is "
+           "better)", "us/msg", cpu_axis, colours, height)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def chart_file_name(group: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", group.lower()).strip("-")
+    return f"chart-{slug}.svg"
+
+
+def case_charts(groups: Sequence[Tuple[str, str, List[Row]]]) -> Dict[str, Tuple[str, str]]:
+    """group -> (file name, SVG text) for every echo case."""
+    return {group: (chart_file_name(group), case_chart(group, kind, rows))
+            for group, kind, rows in groups if kind != "primitive"}
+
+
+def estimate_hover(label: str, estimate: Estimate, unit: str) -> str:
+    return f"{label}: {interval_text(estimate)} {unit}"

@@ -1,16 +1,22 @@
 """Read saved pytest-benchmark JSON into rows the report can table, rank and compare.
 
-One `Row` per benchmark: its case (group), target, interpreter and figures. The
-headline figure of a row and whether higher is better come from its kind
-(`benchmarks.cases.HEADLINES`). Ratios are *speed-ups*: above 1 means better
-than the baseline, whether the figure is a rate (higher is better) or a time
-(lower is better), so every ratio reads the same way.
+One `Row` per case, target, interpreter and server setting, holding every round
+of it (one pytest-benchmark entry per round, ``extra_info["round"]``; a run made
+before rounds existed is one round). A row's figures are the medians of its
+rounds; `Row.estimate` gives a figure's median with its 95% interval and
+`paired_speedup` the ratio of two rows from the rounds they share
+(`benchmarks.stats`). The headline figure of a row and whether higher is
+better come from its kind (`benchmarks.cases.HEADLINES`). Ratios are
+*speed-ups*: above 1 means better than the baseline, whether the figure is a
+rate (higher is better) or a time (lower is better), so every ratio reads the
+same way.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -18,31 +24,90 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pollers
 
 from .cases import HEADLINES
+from .stats import Estimate, median_ci, outliers, paired_ratio, unpaired_ratio
 from .targets import PEERS, RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER
 
 KIND_ORDER = ("latency", "throughput", "bulk", "idle", "primitive")
 TARGET_ORDER = [*pollers.VARIANTS, *(peer.name for peer in PEERS)]
 NATIVE = "native"
+CPU_FIGURE = "server_cpu_us_per_msg"
+#: Sections of the report that are not ordinary cases (the case id's prefix).
+SECTION_PREFIXES = ("malloc-",)
+
+
+def family(target: str) -> str:
+    """The backend family a target belongs to: a variant's, or the one a peer is written in.
+
+    Peers are named ``peer-FAMILY-...``; the C peer's family is ``C``.
+    """
+    if target in pollers.VARIANTS:
+        return str(pollers.VARIANTS[target][0])
+    if target.startswith("peer-"):
+        word = target.split("-")[1] if "-" in target[5:] else target[5:]
+        return "C" if word == "c" else word
+    return "other"
 
 
 @dataclass
 class Row:
+    """Every round of one target (under one interpreter and setting) in one case."""
+
     group: str
     kind: str
     case: str
     target: str
     target_kind: str
     interpreter: str
-    figures: Dict[str, Any]
+    setting: str = ""
+    rounds: List[Dict[str, Any]] = field(default_factory=list)
     show_interpreter: bool = True
 
     @property
-    def key(self) -> Tuple[str, str, str]:
-        return (self.group, self.target, self.interpreter)
+    def key(self) -> Tuple[str, str, str, str]:
+        return (self.group, self.target, self.interpreter, self.setting)
+
+    @property
+    def figures(self) -> Dict[str, Any]:
+        """The first round's figures with every numeric one replaced by the rounds' median."""
+        merged = dict(self.rounds[0]) if self.rounds else {}
+        for name, value in merged.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values = self.values(name)
+                merged[name] = statistics.median(values) if values else value
+        return merged
+
+    def values(self, figure: str) -> List[float]:
+        """``figure`` of every round, in round order (rounds without it left out)."""
+        found = []
+        for figures in self.rounds:
+            value = figures.get(figure)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and not math.isnan(float(value)):
+                found.append(float(value))
+        return found
+
+    def by_round(self, figure: str) -> Dict[int, float]:
+        return {int(figures.get("round", 1)): float(figures[figure]) for figures in self.rounds
+                if isinstance(figures.get(figure), (int, float))}
+
+    def estimate(self, figure: Optional[str] = None) -> Estimate:
+        """The median of ``figure`` (default the headline) over the rounds, with its interval."""
+        return median_ci(self.values(figure or self.headline_figure))
+
+    def outlier_rounds(self, figure: Optional[str] = None) -> List[Tuple[int, float]]:
+        """(round, value) of the rounds whose ``figure`` is an outlier (`stats.outliers`)."""
+        name = figure or self.headline_figure
+        numbered = sorted(self.by_round(name).items())
+        return [numbered[i] for i in outliers([value for _n, value in numbered])]
+
+    @property
+    def headline_figure(self) -> str:
+        return HEADLINES[self.kind][0]
 
     @property
     def headline(self) -> float:
-        return float(self.figures.get(HEADLINES[self.kind][0], math.nan))
+        values = self.values(self.headline_figure)
+        return statistics.median(values) if values else math.nan
 
     @property
     def higher_is_better(self) -> bool:
@@ -50,18 +115,34 @@ class Row:
 
     @property
     def server_cpu(self) -> Optional[float]:
-        value = self.figures.get("server_cpu_us_per_msg")
-        return None if value is None else float(value)
+        values = self.values(CPU_FIGURE)
+        return statistics.median(values) if values else None
+
+    @property
+    def client_bound_rounds(self) -> int:
+        return sum(1 for figures in self.rounds if figures.get("client_bound"))
 
     @property
     def client_bound(self) -> bool:
-        return bool(self.figures.get("client_bound"))
+        """True when most rounds were client-bound."""
+        return self.client_bound_rounds * 2 > len(self.rounds)
+
+    @property
+    def family(self) -> str:
+        return family(self.target)
+
+    @property
+    def is_peer(self) -> bool:
+        return self.target_kind == "peer" or self.target.startswith("peer-")
 
     @property
     def label(self) -> str:
-        if not self.show_interpreter or self.interpreter in ("", NATIVE):
-            return self.target
-        return f"{self.target} ({self.interpreter})"
+        text = self.target
+        if self.show_interpreter and self.interpreter not in ("", NATIVE):
+            text += f" ({self.interpreter})"
+        if self.setting:
+            text += f" [{self.setting}]"
+        return text
 
 
 @dataclass
@@ -83,21 +164,31 @@ class Run:
                 seen.append(python)
         return seen
 
-    def groups(self) -> List[Tuple[str, str, List[Row]]]:
-        """(group, kind, rows) per case, in report order, rows in target order."""
+    @property
+    def rounds(self) -> int:
+        """The most rounds any echo row has."""
+        return max((len(row.rounds) for row in self.rows if row.kind != "primitive"), default=0)
+
+    def groups(self, sections: bool = False) -> List[Tuple[str, str, List[Row]]]:
+        """(group, kind, rows) per case, in report order, rows in target order.
+
+        The cases of the report's own sections (glibc malloc) come only with ``sections``.
+        """
         grouped: Dict[str, List[Row]] = {}
         for row in self.rows:
+            if row.case.startswith(SECTION_PREFIXES) != sections:
+                continue
             grouped.setdefault(row.group, []).append(row)
         interpreters = self.interpreters()
 
-        def row_order(row: Row) -> Tuple[int, int]:
+        def row_order(row: Row) -> Tuple[int, int, str]:
             target = TARGET_ORDER.index(row.target) if row.target in TARGET_ORDER else 999
             interp = interpreters.index(row.interpreter) if row.interpreter in interpreters else -1
-            return (target, interp)
+            return (target, interp, row.setting)
 
         def group_order(item: Tuple[str, List[Row]]) -> Tuple[int, int, str]:
             first = item[1][0]
-            figures = first.figures
+            figures = first.rounds[0] if first.rounds else {}
             size = int(figures.get("load_idle", 0)) if first.kind == "idle" else int(
                 figures.get("load_connections", 0)) * 1_000_000 + int(figures.get("load_size", 0))
             return (KIND_ORDER.index(first.kind) if first.kind in KIND_ORDER else 99, size,
@@ -106,26 +197,67 @@ class Run:
         return [(group, rows[0].kind, sorted(rows, key=row_order))
                 for group, rows in sorted(grouped.items(), key=group_order)]
 
-    def find(self, group: str, target: str, interpreter: str) -> Optional[Row]:
+    def find(self, group: str, target: str, interpreter: str, setting: str = ""
+             ) -> Optional[Row]:
         for row in self.rows:
-            if row.group == group and row.target == target and row.interpreter == interpreter:
+            if row.key == (group, target, interpreter, setting):
                 return row
         return None
 
     def baseline(self, row: Row, target: str) -> Optional[Row]:
         """Peer ``target``'s row in the same case: same interpreter, else the first that has it."""
-        same = self.find(row.group, target, row.interpreter)
+        same = self.find(row.group, target, row.interpreter, row.setting)
         if same is not None:
             return same
         for interpreter in self.interpreters():
-            other = self.find(row.group, target, interpreter)
+            other = self.find(row.group, target, interpreter, row.setting)
             if other is not None:
                 return other
         return None
 
 
+def _ordered(row: Row, baseline: Row, figure: str, higher_is_better: bool
+             ) -> Tuple[List[float], List[float]]:
+    """The two rows' ``figure`` over the rounds both have, as (better-if-bigger pairs)."""
+    mine, theirs = row.by_round(figure), baseline.by_round(figure)
+    shared = sorted(set(mine) & set(theirs))
+    a = [mine[n] for n in shared]
+    b = [theirs[n] for n in shared]
+    return (a, b) if higher_is_better else (b, a)
+
+
+def paired_speedup(row: Row, baseline: Optional[Row], figure: Optional[str] = None
+                   ) -> Optional[Estimate]:
+    """``row`` over ``baseline`` as a speed-up (>1 is better), from the rounds they share.
+
+    ``figure`` defaults to the headline; the server CPU per message is a cost (lower
+    is better). None when the rows share no round.
+    """
+    if baseline is None or baseline is row:
+        return None
+    name = figure or row.headline_figure
+    higher = row.higher_is_better if name == row.headline_figure else False
+    top, bottom = _ordered(row, baseline, name, higher)
+    if not top:
+        return None
+    estimate = paired_ratio(top, bottom)
+    return estimate if estimate.count else None
+
+
+def unpaired_speedup(row: Row, before: Row, figure: Optional[str] = None
+                     ) -> Optional[Estimate]:
+    """``row`` (a new run) over ``before`` (an older run) as a speed-up, rounds unpaired."""
+    name = figure or row.headline_figure
+    higher = row.higher_is_better if name == row.headline_figure else False
+    new, old = row.values(name), before.values(name)
+    if not new or not old:
+        return None
+    estimate = unpaired_ratio(new, old) if higher else unpaired_ratio(old, new)
+    return estimate if estimate.count else None
+
+
 def speedup(row: Row, baseline: Optional[Row]) -> Optional[float]:
-    """Headline of ``row`` as a speed-up over ``baseline`` (>1 is better)."""
+    """The headline of ``row`` as a speed-up over ``baseline``'s (>1 is better), medians."""
     if baseline is None:
         return None
     mine, theirs = row.headline, baseline.headline
@@ -134,43 +266,32 @@ def speedup(row: Row, baseline: Optional[Row]) -> Optional[float]:
     return mine / theirs if row.higher_is_better else theirs / mine
 
 
-def cpu_speedup(row: Row, baseline: Optional[Row]) -> Optional[float]:
-    """Server CPU per message of ``baseline`` over ``row``'s (>1: ``row`` spends less)."""
-    if baseline is None or row.server_cpu is None or baseline.server_cpu is None:
-        return None
-    if not (row.server_cpu > 0 and baseline.server_cpu > 0):
-        return None
-    return baseline.server_cpu / row.server_cpu
-
-
 BASELINES = (RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER)
 
 
-def _row_from(benchmark: Dict[str, Any], pytest_python: str) -> Optional[Row]:
+def _figures_from(benchmark: Dict[str, Any], pytest_python: str) -> Optional[Dict[str, Any]]:
     extra = dict(benchmark.get("extra_info") or {})
     kind = extra.get("kind")
     if kind not in HEADLINES:
         return None
     if kind == "primitive":
         stats = benchmark.get("stats") or {}
-        for name in ("mean", "median", "min", "stddev"):
+        for name in ("mean", "median", "min", "stddev", "iqr", "q1", "q3"):
             if name in stats:
                 extra[f"{name}_ns"] = float(stats[name]) * 1e9
-        extra["rounds"] = stats.get("rounds")
+        extra["rounds_measured"] = stats.get("rounds")
         extra["iterations"] = stats.get("iterations")
         extra.setdefault("interpreter", pytest_python)
-    return Row(
-        group=str(benchmark.get("group") or extra.get("group") or benchmark.get("name")),
-        kind=kind, case=str(extra.get("case", "")), target=str(extra.get("target", "?")),
-        target_kind=str(extra.get("target_kind", "")),
-        interpreter=str(extra.get("interpreter", "")), figures=extra,
-    )
+    extra.setdefault("round", 1)
+    extra["group"] = str(benchmark.get("group") or extra.get("group") or benchmark.get("name"))
+    return extra
 
 
 def load(paths: Sequence[Path]) -> Run:
-    """Read saved runs; a later file's row replaces an earlier one of the same case and target."""
+    """Read saved runs. Rounds of the same case, target, interpreter and setting are gathered
+    into one row; a later file's round replaces an earlier one with the same number."""
     run = Run(sources=[str(path) for path in paths], machine={}, dates=[], commits=[])
-    rows: Dict[Tuple[str, str, str], Row] = {}
+    rows: Dict[Tuple[str, str, str, str], Row] = {}
     for path in paths:
         try:
             data = json.loads(Path(path).read_text())
@@ -194,9 +315,18 @@ def load(paths: Sequence[Path]) -> Run:
         pytest_python = (f"{machine.get('python_implementation', '?')} "
                          f"{machine.get('python_version', '?')}")
         for benchmark in data["benchmarks"]:
-            row = _row_from(benchmark, pytest_python)
-            if row is not None:
-                rows[row.key] = row
+            figures = _figures_from(benchmark, pytest_python)
+            if figures is None:
+                continue
+            row = Row(group=figures["group"], kind=str(figures["kind"]),
+                      case=str(figures.get("case", "")), target=str(figures.get("target", "?")),
+                      target_kind=str(figures.get("target_kind", "")),
+                      interpreter=str(figures.get("interpreter", "")),
+                      setting=str(figures.get("setting", "")))
+            row = rows.setdefault(row.key, row)
+            row.rounds = [f for f in row.rounds if f.get("round") != figures["round"]]
+            row.rounds.append(figures)
+            row.rounds.sort(key=lambda f: int(f.get("round", 1)))
     run.rows = list(rows.values())
     several = len(run.interpreters()) > 1
     for row in run.rows:

@@ -1,0 +1,181 @@
+"""Compare two git revisions of this project on this machine, their runs interleaved.
+
+    python -m benchmarks.compare main HEAD [--rounds 6] [--target selectors-epoll ...] \\
+        [--threshold 0.05] [--on rate|cpu] [--out runs.jsonl] -- [HARNESS OPTIONS]
+
+Checks each revision out into a temporary git worktree (removed at the end,
+whatever happens), then runs ``python -m benchmarks.harness`` of each worktree
+in turn, round after round: in each round every target runs once under the old
+revision and once under the new one, in alternating order (old first in odd
+rounds, new first in even ones), so drift and order effects hit both alike.
+Everything after ``--`` goes to every harness run (``--connections 64
+--duration 2 --realtime``...). The servers run under the interpreter that runs
+this command (``--server-python`` to change it), with each worktree's own code.
+
+Prints, per target, both revisions' medians with their 95% intervals and the
+paired speed-up of the new revision (above 1x: the new one is faster, or
+spends less server CPU per message) with its interval (`benchmarks.stats`).
+An interval holding 1.0 reads "no difference measured". A regression is
+flagged only when the whole interval of the deciding figure lies below
+``1 - threshold``; the exit status is then 1 (2 when a run failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .series import Member, run_once
+from .stats import Estimate, interval_text, median_ci, paired_ratio, verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE, CPU = "round_trips_per_s", "server_cpu_us_per_msg"
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+class Worktrees:
+    """Detached worktrees of some commits in a temporary folder, removed on exit."""
+
+    def __init__(self, commits: Sequence[str]) -> None:
+        self.commits = list(commits)
+        self.folder = Path(tempfile.mkdtemp(prefix="pollers-compare-"))
+        self.trees: List[Path] = []
+
+    def __enter__(self) -> List[Path]:
+        try:
+            for index, commit in enumerate(self.commits):
+                tree = self.folder / f"{index}-{commit[:10]}"
+                git("worktree", "add", "--detach", str(tree), commit)
+                self.trees.append(tree)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self.trees
+
+    def __exit__(self, *_exc: object) -> None:
+        for tree in self.trees:
+            try:
+                git("worktree", "remove", "--force", str(tree))
+            except RuntimeError as exc:
+                print(f"warning: {exc}", file=sys.stderr)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        try:
+            git("worktree", "prune")
+        except RuntimeError:
+            pass
+
+
+def _speedup(old: List[float], new: List[float], figure: str) -> Estimate:
+    """New over old as a speed-up: rates new/old, costs old/new, round by round."""
+    return paired_ratio(new, old) if figure == RATE else paired_ratio(old, new)
+
+
+def render(targets: Sequence[str], runs: Dict[Tuple[str, str], List[Dict[str, Any]]],
+           names: Tuple[str, str], threshold: float, on: str) -> Tuple[str, List[str]]:
+    """The Markdown table of the comparison and its regressions."""
+    old_name, new_name = names
+    lines = [f"| target | figure | {old_name} | {new_name} | speed-up {new_name} vs {old_name} "
+             "(95% interval) | reading |", "|---|---|---:|---:|---:|---|"]
+    regressions: List[str] = []
+    deciding = RATE if on == "rate" else CPU
+    for target in targets:
+        old, new = runs[(target, "old")], runs[(target, "new")]
+        for figure, label in ((RATE, "round trips/s"), (CPU, "server CPU us/msg")):
+            before = [float(run[figure]) for run in old]
+            after = [float(run[figure]) for run in new]
+            ratio = _speedup(before, after, figure)
+            reading = verdict(ratio)
+            if figure == deciding and ratio.complete and ratio.high < 1.0 - threshold:
+                reading = f"**regression** (all of the interval below {1 - threshold:.2f}x)"
+                regressions.append(f"{target} {label}: {interval_text(ratio, 3, 'x')}")
+            elif not ratio.complete:
+                reading += f" ({ratio.coverage:.0%} interval: too few rounds)"
+            lines.append(f"| `{target}` | {label} | {interval_text(median_ci(before))} | "
+                         f"{interval_text(median_ci(after))} | {interval_text(ratio, 3, 'x')} | "
+                         f"{reading} |")
+    return "\n".join(lines), regressions
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    harness_args: List[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, harness_args = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.compare",
+                                     description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("old", help="the older revision (anything git rev-parse takes)")
+    parser.add_argument("new", help="the newer revision")
+    parser.add_argument("--rounds", type=int, default=6,
+                        help="rounds (default 6, the fewest for a 95%% interval)")
+    parser.add_argument("--target", action="append", default=[],
+                        help="harness target (repeatable; default selectors-epoll)")
+    parser.add_argument("--server-python", default=None, help="interpreter for the servers")
+    parser.add_argument("--threshold", type=float, default=0.05,
+                        help="a loss beyond this fraction, beyond doubt, is a regression")
+    parser.add_argument("--on", choices=("rate", "cpu"), default="cpu",
+                        help="the figure that decides a regression: server CPU per message "
+                        "(default, the steadier on a shared machine) or round trips/s")
+    parser.add_argument("--out", type=Path, help="append every run's JSON figures to this file")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per harness run")
+    args = parser.parse_args(argv)
+    if not 1 <= args.rounds <= 50:
+        parser.error("--rounds must be between 1 and 50")
+    if not 0 <= args.threshold < 1:
+        parser.error("--threshold is a fraction between 0 and 1")
+    targets = args.target or ["selectors-epoll"]
+    try:
+        commits = [git("rev-parse", "--verify", f"{rev}^{{commit}}") for rev in (args.old,
+                                                                               args.new)]
+    except RuntimeError as exc:
+        parser.error(str(exc))
+    names = (f"{args.old} ({commits[0][:10]})", f"{args.new} ({commits[1][:10]})")
+    python = args.server_python or sys.executable
+    runs: Dict[Tuple[str, str], List[Dict[str, Any]]] = {
+        (target, side): [] for target in targets for side in ("old", "new")}
+    with Worktrees(commits) as trees:
+        print(f"worktrees: {trees[0]} ({names[0]}), {trees[1]} ({names[1]})", file=sys.stderr)
+        for number in range(1, args.rounds + 1):
+            sides = [("old", trees[0]), ("new", trees[1])]
+            if number % 2 == 0:
+                sides.reverse()
+            for target in targets:
+                for side, tree in sides:
+                    member = Member(f"{side}:{target}", target, tree, python)
+                    try:
+                        figures = run_once(member, harness_args, args.timeout)
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        print(f"comparison stopped in round {number}: {exc}", file=sys.stderr)
+                        return 2
+                    figures.update(round=number, revision=commits[0 if side == "old" else 1])
+                    runs[(target, side)].append(figures)
+                    print(f"round {number} {side} {target}: {figures[RATE]:,.0f} rt/s "
+                          f"{figures[CPU]:.2f} us/msg", file=sys.stderr, flush=True)
+                    if args.out is not None:
+                        with args.out.open("a") as out:
+                            out.write(json.dumps(figures) + "\n")
+    table, regressions = render(targets, runs, names, args.threshold, args.on)
+    print(f"{args.rounds} interleaved rounds; harness options: {' '.join(harness_args) or '-'}")
+    print(table)
+    if regressions:
+        print(f"{len(regressions)} regression(s) beyond {args.threshold:.0%}:", file=sys.stderr)
+        for line in regressions:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
