@@ -41,7 +41,6 @@ from .report_data import (
     Run,
     load,
     paired_speedup,
-    speedup,
     unpaired_speedup,
 )
 from .report_render import (
@@ -325,7 +324,8 @@ def malloc_blocks(run: Run, charts: Dict[str, Tuple[str, str]]) -> List[Block]:
                 figure_text(default.estimate(CPU_FIGURE)), figure_text(raised.estimate(CPU_FIGURE)),
                 *mine_ratio,
             ])
-        blocks.append(Table(["target", f"{label}, glibc default", f"{label}, threshold raised",
+        blocks.append(Table(["target", f"{label} ({unit}), glibc default",
+                             f"{label} ({unit}), threshold raised",
                              "raised x default", "server CPU us/msg, default",
                              "server CPU us/msg, raised", "`asyncio` x it, default",
                              "`asyncio` x it, raised"], body))

@@ -91,9 +91,9 @@ def to_markdown(document: Document) -> str:
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
         elif isinstance(block, Bullets):
-            lines += [f"- {item}" for item in block.items] + [""]
+            lines += [*(f"- {item}" for item in block.items), ""]
         elif isinstance(block, Table):
-            lines += markdown_table(block.header, block.rows, block.text_columns) + [""]
+            lines += [*markdown_table(block.header, block.rows, block.text_columns), ""]
         elif isinstance(block, Chart):
             lines += [f"![{block.title}]({block.file_name})", ""]
         elif isinstance(block, Code):

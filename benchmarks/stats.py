@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import List, Optional, Sequence, Tuple
 
 CONFIDENCE = 0.95
@@ -69,7 +69,7 @@ class Estimate:
 
 def _binomial_cdf(k: int, n: int) -> float:
     """P(X <= k) for X ~ Binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
 
 
 def median_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
@@ -107,7 +107,7 @@ def paired_ratio(numerators: Sequence[float], denominators: Sequence[float],
     return median_ci(ratios, confidence)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mann_whitney_counts(n: int, m: int) -> Tuple[int, ...]:
     """How many of the C(n+m, n) orderings give each value 0..n*m of the Mann-Whitney U."""
     if n == 0 or m == 0:

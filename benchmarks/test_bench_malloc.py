@@ -46,8 +46,8 @@ def test_malloc_state(echo_bench: EchoBench, pytestconfig: pytest.Config, case: 
                       target: object, setting: str) -> None:
     """1 KiB x 64 connections, each target with glibc's default and with the raised threshold."""
     if platform.libc_ver()[0] != "glibc":
-        pytest.skip(f"the malloc tunables are glibc's; this is {platform.libc_ver()[0] or 'not glibc'}"
-                    f" on {platform.system()}")
+        libc = platform.libc_ver()[0] or "not glibc"
+        pytest.skip(f"the malloc tunables are glibc's; this is {libc} on {platform.system()}")
     name = getattr(target, "name", "")
     if not settings(pytestconfig).selected(name):
         pytest.skip(f"{name} is not in --bench-targets")

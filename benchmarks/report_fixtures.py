@@ -1,0 +1,49 @@
+"""Saved runs for the report's tests: pytest-benchmark JSON with chosen per-round figures.
+
+The report reads nothing but this format, so a test can state the figures it
+needs (a regression of known size, a tie) and check what the report makes of
+them; `EXAMPLE` is a real run made on the project's machine.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "report-example" / "bench.json"
+
+
+def echo_entry(target: str, round_number: int, rate: float, cpu: float,
+               group: str = "throughput: 1 KiB x 64 connections", case: str = "1KiB-x64",
+               kind: str = "throughput", rounds: int = 6) -> Dict[str, Any]:
+    """One round of one target, as the echo fixture records it."""
+    return {
+        "group": group, "name": f"test_throughput[{target}-r{round_number}-{case}]",
+        "stats": {"rounds": 1, "mean": 3.0, "median": 3.0, "min": 3.0, "max": 3.0},
+        "extra_info": {
+            "target": target, "interpreter": "CPython 3.11.7", "case": case, "kind": kind,
+            "group": group, "target_kind": "peer" if target.startswith("peer-") else "variant",
+            "round": round_number, "rounds": rounds, "round_trips_per_s": rate,
+            "mb_per_s": rate * 1024 / 1e6, "latency_p50_us": 64e6 / rate,
+            "latency_p99_us": 2 * 64e6 / rate, "server_cpu_us_per_msg": cpu,
+            "client_bound": False, "load_connections": 64, "load_size": 1024, "load_idle": 0,
+            "setting": "",
+        },
+    }
+
+
+def write_run(path: Path, rates: Mapping[str, Sequence[float]], cpu: float = 5.0,
+              machine: Mapping[str, Any] = ()) -> Path:  # type: ignore[assignment]
+    """A run with ``rates[target]`` round trips/s in rounds 1, 2, ...; CPU scaled alike."""
+    entries: List[Dict[str, Any]] = []
+    for target, values in rates.items():
+        for number, rate in enumerate(values, start=1):
+            entries.append(echo_entry(target, number, rate, cpu * 100_000 / rate,
+                                      rounds=len(values)))
+    data = {"machine_info": {"node": "test", "pollers_bench": {
+        "duration_s": 2.0, "warmup_s": 0.5, "rounds": max(map(len, rates.values())),
+        "cheap": False, **dict(machine)}}, "commit_info": {}, "datetime": "2026-12-01T00:00:00",
+        "benchmarks": entries}
+    path.write_text(json.dumps(data))
+    return path
