@@ -321,7 +321,8 @@ def _skip_reason(target: Target, case: EchoCase, interpreter: Interpreter,
     return interpreter.reason_unavailable(target)
 
 
-#: The echo fixture: run(case), or run(case, setting, server_env) for a server setting.
+#: The echo fixture: run(case), or run(case, setting, server_env, close_one_first) for a
+#: server setting.
 EchoBench = Callable[..., None]
 
 
@@ -333,14 +334,15 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
     One pytest-benchmark entry per round (the whole run, whose wall time is not a
     figure to read); the load generator's figures, the round number and the
     number of rounds go into ``benchmark.extra_info``. ``setting`` names a server
-    setting (an environment, ``server_env``) that the report shows as its own row.
+    setting (an environment, ``server_env``; one client served and gone before the
+    load, ``close_one_first``) that the report shows as its own row.
     A run that fails its sanity checks fails the test.
     """
     bench = settings(pytestconfig)
     interpreter = probe(server_python)
 
-    def run(case: EchoCase, setting: str = "",
-            server_env: Optional[Dict[str, str]] = None) -> None:
+    def run(case: EchoCase, setting: str = "", server_env: Optional[Dict[str, str]] = None,
+            close_one_first: bool = False) -> None:
         reason = _skip_reason(target, case, interpreter, bench, server_python)
         if reason is not None:
             pytest.skip(reason)
@@ -350,7 +352,8 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
         def once() -> None:
             results.append(run_echo(target, case.spec(bench.duration, bench.warmup),
                                     server_python, bench.server_cpu, bench.client_cpu,
-                                    bench.realtime, bench.server_args, server_env or {}))
+                                    bench.realtime, bench.server_args, server_env or {},
+                                    close_one_first))
 
         try:
             benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)
@@ -367,6 +370,7 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
             "round": bench_round, "rounds": bench.rounds, "cheap": bench.cheap,
             "setting": setting,
             "server_env": " ".join(f"{k}={v}" for k, v in sorted((server_env or {}).items())),
+            "close_one_first": close_one_first,
         })
         label = f"{target.name} ({result.interpreter})" + (f" [{setting}]" if setting else "")
         progress(pytestconfig, f"  r{bench_round} {case.group:<48} {label:<45} "

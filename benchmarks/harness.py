@@ -26,6 +26,7 @@ import resource
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -417,7 +418,7 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
 def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
              server_cpus: CpuSet = None, client_cpus: CpuSet = None,
              realtime: bool = False, server_args: Sequence[str] = (),
-             env: Optional[Dict[str, str]] = None) -> EchoResult:
+             env: Optional[Dict[str, str]] = None, close_one_first: bool = False) -> EchoResult:
     """Start ``target`` under ``python``, drive it with ``spec``, stop it; return the figures.
 
     ``realtime`` runs both processes under SCHED_FIFO (Linux, root), which shields a
@@ -425,6 +426,8 @@ def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
     real-time throttling still leaves 5% of each CPU to the rest. ``server_args`` are
     added to the command line of the project's server (``--workers 2``...), not to peers'.
     ``env`` is added to the server's environment (``GLIBC_TUNABLES=...``), peers' too.
+    ``close_one_first``: before the load, one client connects, echoes a byte and
+    closes, as every server that has served a client has seen (`close_one_connection`).
 
     Raises BenchmarkError when the server fails to start, crashes or does not exit 0
     on SIGTERM. The figures themselves are checked by `check`.
@@ -434,6 +437,8 @@ def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
     server = ServerProcess(target.command(python, server_args), server_cpus, realtime, env)
     try:
         server.start()
+        if close_one_first:
+            close_one_connection(server.host, server.port)
         rss_before = processes_rss_kib(server.pids)
         report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpus, realtime)
         status = server.stop()
@@ -445,6 +450,26 @@ def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
         )
     finally:
         server.close()
+
+
+def close_one_connection(host: str, port: int, timeout: float = 10.0) -> None:
+    """Connect, echo one byte, half-close and wait for the server to close: one whole client.
+
+    A fresh server process has never read an end of file; one that has served a
+    client has, and in CPython a read that ends in EOF frees its whole read buffer
+    (for asyncio's transports the 256 KiB one, which raises glibc's mmap threshold).
+    Raises BenchmarkError if the byte does not come back.
+    """
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(b"!")
+        if sock.recv(1) != b"!":
+            raise BenchmarkError("the server did not echo the first connection's byte")
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass  # a reset is a close too
 
 
 def check(result: EchoResult) -> None:
@@ -507,6 +532,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="add to the server's environment (repeatable), e.g. "
                         "GLIBC_TUNABLES=glibc.malloc.mmap_threshold=1048576")
+    parser.add_argument("--close-one-first", action="store_true",
+                        help="before the load, one client connects, echoes a byte and closes "
+                        "(the state of a server that has served a client before)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     server_cpus, client_cpus = default_cpus()
@@ -529,7 +557,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     spec = LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup, args.duration)
     try:
         result = run_echo(target, spec, args.server_python, server_cpus, client_cpus,
-                          args.realtime, shlex.split(args.server_args), env)
+                          args.realtime, shlex.split(args.server_args), env,
+                          args.close_one_first)
         check(result)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

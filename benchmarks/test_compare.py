@@ -46,3 +46,17 @@ def test_the_suites_interleave_the_targets_of_a_case_round_by_round(tmp_path: Pa
     assert ids == ["peer-c-epoll-r1-64B", "peer-c-epoll-r2-64B",
                    "selectors-epoll-r1-1KiB-x64", "peer-selectors-r1-1KiB-x64",
                    "selectors-epoll-r2-1KiB-x64", "peer-selectors-r2-1KiB-x64"], done.stdout
+
+
+def test_the_harness_can_serve_one_client_before_the_load(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from .harness import main as harness_main
+
+    status = harness_main(["--target", "peer-asyncio-protocol", "--close-one-first",
+                           "--server-env", "POLLERS_TEST_MARK=1", "--connections", "2",
+                           "--duration", "0.2", "--warmup", "0.05", "--json"])
+    assert status == 0
+    import json
+
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["errors"] == 0 and figures["round_trips"] > 0
