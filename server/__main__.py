@@ -1,4 +1,4 @@
-"""``python -m server``: the echo-server command."""
+"""``python -m pollers.server`` (``python -m server`` in a checkout): the echo-server command."""
 
 import sys
 

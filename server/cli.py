@@ -1,4 +1,5 @@
-"""The ``echo-server`` command (also ``python -m server``).
+"""The ``echo-server`` command, also ``python -m pollers.server`` (``python -m server``
+in a checkout).
 
 Prints ``listening on ADDRESS...`` (every listening socket, on one line:
 ``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``) to stdout once it accepts

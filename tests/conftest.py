@@ -18,7 +18,9 @@ the tests start, so ``selectors-kqueue`` runs on Linux. Its test ids say
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sys
 from pathlib import Path
 from typing import Iterator, List
@@ -42,6 +44,28 @@ if KQUEUE_EMULATED:
 
 import pollers  # noqa: E402
 from pollers import Poller  # noqa: E402
+
+
+def _run_the_installed_server() -> None:
+    """Make ``server`` and ``server.*`` the installed ``pollers.server`` modules.
+
+    The tests import the echo server by the repository's name, ``server``, which is
+    what mypy checks; the distribution installs it as ``pollers.server``. Aliasing
+    each module (not re-importing it) gives the tests the installed code, once:
+    the wheel in tox, this checkout's files through an editable install.
+    """
+    package = importlib.import_module("pollers.server")
+    already = sys.modules.get("server")
+    if already is not None and already is not package:
+        raise pytest.UsageError(f"`server` was imported from {already.__file__} before conftest")
+    sys.modules["server"] = package
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name != "__main__":
+            installed = importlib.import_module(f"pollers.server.{module.name}")
+            sys.modules[f"server.{module.name}"] = installed
+
+
+_run_the_installed_server()
 
 #: The variant the emulated mode runs on libkqueue, and the id its tests get.
 EMULATED_VARIANT = "selectors-kqueue"

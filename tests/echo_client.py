@@ -83,10 +83,22 @@ def on_loop(poller: Poller, function: Any, *args: Any, timeout: float = 10.0) ->
     return result[0]
 
 
+#: The echo server as the tests run it: by its installed name (``python -m server`` is
+#: the same program in a checkout, see the README).
+SERVER_COMMAND = [sys.executable, "-m", "pollers.server"]
+#: Where the ``pollers`` these tests import comes from: site-packages (a wheel) or this
+#: checkout (an editable install). Subprocesses get it first on PYTHONPATH.
+IMPORT_ROOT = Path(pollers.__file__).resolve().parent.parent
+#: Subprocesses start here: ``python -m`` puts its working directory first on sys.path,
+#: and the repository's root there would shadow an installed wheel.
+SUBPROCESS_CWD = Path(__file__).resolve().parent
+
+
 def child_environment(**extra: str) -> Dict[str, str]:
-    """The environment of a ``python -m server`` subprocess: this repository first on
-    PYTHONPATH, then the session's own entries (the emulated kqueue's, in that mode)."""
-    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    """The environment of a ``python -m pollers.server`` subprocess: the ``pollers`` the
+    tests import first on PYTHONPATH, then the session's own entries (the emulated
+    kqueue's, in that mode)."""
+    path = os.pathsep.join(filter(None, [str(IMPORT_ROOT), os.environ.get("PYTHONPATH")]))
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
@@ -100,26 +112,27 @@ def variant_arguments(variant: str) -> List[str]:
 
 
 class ServerProcess:
-    """``python -m server --port 0`` in a subprocess, with psutil readings of its resources."""
+    """``python -m pollers.server --port 0`` in a subprocess, with psutil readings of it."""
 
     def __init__(
         self, arguments: Sequence[str], nofile: Optional[int] = None, timeout: float = 20.0
     ) -> None:
         self.stderr_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         if nofile is None:
-            command = [sys.executable, "-m", "server"]
+            command = list(SERVER_COMMAND)
         else:
             bootstrap = (
                 "import resource, runpy, sys; "
                 "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
                 f"resource.setrlimit(resource.RLIMIT_NOFILE, ({nofile}, hard)); "
-                "sys.argv[0] = 'server'; runpy.run_module('server', run_name='__main__')"
+                "sys.argv[0] = 'echo-server'; "
+                "runpy.run_module('pollers.server', run_name='__main__')"
             )
             command = [sys.executable, "-c", bootstrap]
         env = child_environment(PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             [*command, "--port", "0", *arguments],
-            cwd=REPO,
+            cwd=SUBPROCESS_CWD,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import sys
 import time
 from typing import List
 
 import pytest
 from echo_client import (
-    REPO,
+    SERVER_COMMAND,
+    SUBPROCESS_CWD,
     ServerProcess,
     child_environment,
     connect,
@@ -92,8 +92,8 @@ def test_a_variant_that_cannot_run_here_says_why_and_what_runs(
 def run_command(*arguments: str) -> subprocess.CompletedProcess[str]:
     env = child_environment()
     return subprocess.run(
-        [sys.executable, "-m", "server", *arguments],
-        cwd=REPO,
+        [*SERVER_COMMAND, *arguments],
+        cwd=SUBPROCESS_CWD,
         env=env,
         capture_output=True,
         text=True,

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 import pytest
-from echo_client import REPO, ServerProcess, connect, echo, variant_arguments
+from echo_client import (
+    SERVER_COMMAND,
+    SUBPROCESS_CWD,
+    ServerProcess,
+    child_environment,
+    connect,
+    echo,
+    variant_arguments,
+)
 
 import pollers
 from pollers.registry import FAMILY_DECLARATIONS
@@ -30,17 +38,17 @@ from server.cli import build_parser, choose_family
 from server.endpoints import FdEndpoint, TcpEndpoint, UnixEndpoint, parse_bind, systemd_endpoints
 from server.listener import reuse_port_available
 
-SERVER = [sys.executable, "-m", "server"]
+SERVER = SERVER_COMMAND
 
 
-def server_env(**extra: str) -> Dict[str, str]:
-    return dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1", **extra)
+def server_env() -> Dict[str, str]:
+    return child_environment(PYTHONUNBUFFERED="1")
 
 
 def run_command(*arguments: str, pass_fds: Sequence[int] = ()) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SERVER, *arguments],
-        cwd=REPO,
+        cwd=SUBPROCESS_CWD,
         env=server_env(),
         pass_fds=pass_fds,
         capture_output=True,
@@ -338,7 +346,7 @@ def start_with_fds(
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*SERVER, *arguments],
-        cwd=REPO,
+        cwd=SUBPROCESS_CWD,
         env=env or server_env(),
         pass_fds=tuple(fds),
         stdin=subprocess.DEVNULL,
@@ -402,7 +410,7 @@ SYSTEMD_EXEC = (
     "import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; "
     "[os.dup2(fd, 3 + i) for i, fd in enumerate(fds)]; "
     "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS=str(len(fds))); "
-    "os.execv(sys.executable, [sys.executable, '-m', 'server', *sys.argv[2:]])"
+    "os.execv(sys.executable, [sys.executable, '-m', 'pollers.server', *sys.argv[2:]])"
 )
 
 
@@ -411,7 +419,7 @@ def test_systemd_socket_activation() -> None:
         fds = [first.fileno(), second.fileno()]
         process = subprocess.Popen(
             [sys.executable, "-c", SYSTEMD_EXEC, ",".join(map(str, fds)), "--log-level", "info"],
-            cwd=REPO,
+            cwd=SUBPROCESS_CWD,
             env=server_env(),
             pass_fds=fds,
             stdin=subprocess.DEVNULL,

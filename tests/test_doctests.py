@@ -11,18 +11,19 @@ import pytest
 from echo_client import REPO
 
 import pollers
-import server
 
 
 def _module_names() -> List[str]:
-    names = []
-    for package in (pollers, server):
-        names.append(package.__name__)
-        names += [
+    """Every module of the distribution, by its installed name (``pollers.server.cli``)."""
+    names = set()
+    # An editable install finds pollers.server apart from pollers/: walk both.
+    for package in (pollers, importlib.import_module("pollers.server")):
+        names.add(package.__name__)
+        names.update(
             module.name
             for module in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
-            if module.name != f"{package.__name__}.__main__"
-        ]
+            if not module.name.endswith(".__main__")
+        )
     return sorted(names)
 
 
