@@ -274,7 +274,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     lock = item.config.stash.get(_LOCK, None)
     if lock is None:
         lock = item.config.stash[_LOCK] = _CaseLock(bench.lock)
-    lock.enter(_interleave_key(item), item.config)
+    block = _interleave_key(item)
+    if block is None and "benchmark" in getattr(item, "fixturenames", ()):
+        block = item.nodeid.split("::")[0]  # the in-process primitives: one block per module
+    lock.enter(block, item.config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
