@@ -288,13 +288,15 @@ class ServerProcess:
     """A server started with ``command``; `start` waits for its banner, `stop` sends SIGTERM.
 
     ``pids`` is the server process and the processes it forked before its banner
-    (``--workers``): their CPU time and memory are the server's.
+    (``--workers``): their CPU time and memory are the server's. ``env`` is added to
+    `server_env` of ``target`` (which, in the emulated kqueue mode, holds the emulation
+    for the kqueue variant only).
     """
 
     def __init__(self, command: Sequence[str], cpus: CpuSet, realtime: bool = False,
-                 env: Optional[Dict[str, str]] = None) -> None:
+                 env: Optional[Dict[str, str]] = None, target: Optional[Target] = None) -> None:
         self.command = list(command)
-        self.env = {**server_env(), **(env or {})}
+        self.env = {**server_env(target), **(env or {})}
         self.cpus = cpus
         self.realtime = realtime
         self.pids: List[int] = []
@@ -434,7 +436,8 @@ def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
     """
     python = python or default_python()
     interpreter = "native" if target.native else probe(python).label
-    server = ServerProcess(target.command(python, server_args), server_cpus, realtime, env)
+    server = ServerProcess(target.command(python, server_args), server_cpus, realtime, env,
+                           target)
     try:
         server.start()
         if close_one_first:

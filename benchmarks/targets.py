@@ -134,12 +134,13 @@ def result_name(target: Target) -> str:
     return target.name
 
 
-def server_env() -> Dict[str, str]:
+def server_env(target: Optional[Target] = None) -> Dict[str, str]:
     """The environment for a server: the repository on PYTHONPATH, unbuffered output,
-    and in the emulated kqueue mode the emulation's directory (its sitecustomize)."""
+    and in the emulated kqueue mode the emulation's directory (its sitecustomize) for
+    the kqueue variant (or ``target=None``: the probe), so no other server loads it."""
     env = dict(os.environ)
     entries = [str(REPO_ROOT)]
-    if kqueue_emulated():
+    if kqueue_emulated() and (target is None or target.name == KQUEUE_VARIANT):
         entries.append(str(KQUEUE_EMULATION_DIR))
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = os.pathsep.join(entries + ([path] if path else []))
