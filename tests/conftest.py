@@ -37,7 +37,10 @@ except ValueError as error:
     raise pytest.UsageError(str(error)) from None
 if KQUEUE_EMULATED:
     # Before the registry is asked what runs here; a missing tarball or cmake fails here.
-    libkqueue_select.install()
+    try:
+        libkqueue_select.install()
+    except libkqueue_select.LibkqueueBuildError as error:
+        raise pytest.UsageError(str(error)) from None
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(_EMULATION_DIR), os.environ.get("PYTHONPATH")])
     )

@@ -43,10 +43,14 @@ def tarball() -> Path:
     given = os.environ.get("POLLERS_LIBKQUEUE_TARBALL")
     path = Path(given) if given else REPO.parent / "shared" / "vendor" / TARBALL_NAME
     if not path.is_file():
+        where = (
+            "POLLERS_LIBKQUEUE_TARBALL names it"
+            if given
+            else "shared/vendor/ beside this checkout; or set POLLERS_LIBKQUEUE_TARBALL"
+        )
         raise LibkqueueBuildError(
-            f"the libkqueue source {TARBALL_NAME} is not at {path}: the emulated kqueue "
-            f"mode (POLLERS_KQUEUE=libkqueue) builds it from there (the repository's "
-            f"parent's shared/vendor/); put it there or set POLLERS_LIBKQUEUE_TARBALL"
+            f"the libkqueue source {TARBALL_NAME} is not at {path}; the emulated kqueue "
+            f"mode (POLLERS_KQUEUE=libkqueue) builds libkqueue from it ({where})"
         )
     return path
 

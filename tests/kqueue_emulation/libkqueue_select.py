@@ -37,7 +37,9 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Iterable, List, Optional, Tuple
 
-from libkqueue_build import COMMIT, build
+from libkqueue_build import COMMIT, LibkqueueBuildError, build
+
+__all__ = ["LibkqueueBuildError", "install", "installed", "kevent", "kqueue", "mode_requested"]
 
 #: The environment variable that turns the mode on, and its one accepted value.
 MODE_VARIABLE = "POLLERS_KQUEUE"
