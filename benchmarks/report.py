@@ -174,8 +174,28 @@ def summary_blocks(run: Run, notes: Sequence[str]) -> List[Block]:
         facts.append(f"{len(bound)} rows had client-bound rounds (the load generator used more "
                      "CPU than the server; their rates understate the server, their server CPU "
                      "per message stays valid): see each case's table.")
+    facts.extend(_malloc_facts(run))
     blocks.append(Bullets(facts))
     return blocks
+
+
+def _malloc_facts(run: Run) -> List[str]:
+    """One line per asyncio transport: the glibc malloc section's finding, in numbers."""
+    found = []
+    for group, kind, rows in run.groups(sections=True):
+        states = list(dict.fromkeys(row.setting for row in rows))
+        unit = HEADLINES[kind][2]
+        for target in dict.fromkeys(row.target for row in rows if row.target != "asyncio"):
+            mine = {row.setting: row for row in rows if row.target == target}
+            if len(mine) < 2 or states[0] not in mine or states[1] not in mine:
+                continue
+            fresh, served = mine[states[0]], mine[states[1]]
+            found.append(
+                f"{group}: `{target}` {figure_text(fresh.estimate(), unit)} in a "
+                f"{states[0]}, {figure_text(served.estimate(), unit)} {states[1]}: "
+                f"{ratio_text(paired_speedup(served, fresh))} (glibc malloc's state, see "
+                "[glibc malloc and asyncio's transports](#glibc-malloc-and-asyncios-transports)).")
+    return found
 
 
 # -- the cases ----------------------------------------------------------------------------

@@ -154,6 +154,7 @@ class Run:
     dates: List[str]
     commits: List[str]
     rows: List[Row] = field(default_factory=list)
+    settings: List[str] = field(default_factory=list)  # server settings, first seen first
 
     def interpreters(self) -> List[str]:
         """Interpreters that ran Python servers, in first-seen order."""
@@ -181,10 +182,11 @@ class Run:
             grouped.setdefault(row.group, []).append(row)
         interpreters = self.interpreters()
 
-        def row_order(row: Row) -> Tuple[int, int, str]:
+        def row_order(row: Row) -> Tuple[int, int, int]:
             target = TARGET_ORDER.index(row.target) if row.target in TARGET_ORDER else 999
             interp = interpreters.index(row.interpreter) if row.interpreter in interpreters else -1
-            return (target, interp, row.setting)
+            setting = self.settings.index(row.setting) if row.setting in self.settings else -1
+            return (target, interp, setting)
 
         def group_order(item: Tuple[str, List[Row]]) -> Tuple[int, int, str]:
             first = item[1][0]
@@ -324,6 +326,8 @@ def load(paths: Sequence[Path]) -> Run:
                       interpreter=str(figures.get("interpreter", "")),
                       setting=str(figures.get("setting", "")))
             row = rows.setdefault(row.key, row)
+            if row.setting not in run.settings:
+                run.settings.append(row.setting)
             row.rounds = [f for f in row.rounds if f.get("round") != figures["round"]]
             row.rounds.append(figures)
             row.rounds.sort(key=lambda f: int(f.get("round", 1)))

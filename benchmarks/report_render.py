@@ -124,8 +124,9 @@ def inline_html(text: str) -> str:
     return "".join(out)
 
 
-def _anchor(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+def anchor(text: str) -> str:
+    """The id GitHub gives a Markdown heading, so that links work in both renderings."""
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
 
 
 STYLE = """
@@ -194,11 +195,11 @@ def to_html(document: Document) -> str:
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{escape(document.title)}</title>", f"<style>{STYLE}</style>", "</head>",
              "<body>", f"<h1>{escape(document.title)}</h1>",
-             "<nav>" + "<br>".join(f'<a href="#{_anchor(h.text)}">{inline_html(h.text)}</a>'
+             "<nav>" + "<br>".join(f'<a href="#{anchor(h.text)}">{inline_html(h.text)}</a>'
                                    for h in headings) + "</nav>"]
     for block in document.blocks:
         if isinstance(block, Heading):
-            parts.append(f'<h{block.level} id="{_anchor(block.text)}">'
+            parts.append(f'<h{block.level} id="{anchor(block.text)}">'
                          f"{inline_html(block.text)}</h{block.level}>")
         elif isinstance(block, Paragraph):
             parts.append(f"<p>{inline_html(block.text)}</p>")
