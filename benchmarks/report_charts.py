@@ -36,11 +36,11 @@ FAMILY_COLOURS: Dict[str, str] = {
 SPARE_COLOURS = ("#e6ab02", "#a6761d", "#1f78b4", "#b15928")
 OUTLIER_COLOUR = "#c00000"
 
-LABEL_WIDTH = 250
+LABEL_WIDTH = 330
 PANEL_WIDTH = 300
 PANEL_GAP = 30
 LINE_HEIGHT = 20
-TOP = 58
+TOP = 70
 BOTTOM = 46
 FONT = "font-family=\"DejaVu Sans, Arial, sans-serif\""
 
@@ -90,14 +90,18 @@ class LogAxis:
         return self.left + (math.log(value) - math.log(self.low)) / span * self.width
 
     def ticks(self) -> List[float]:
-        """1, 2 and 5 times powers of ten inside the axis (every one of them when few)."""
+        """1, 2 and 5 times powers of ten inside the axis; finer steps on a narrow axis."""
         found: List[float] = []
-        for exponent in range(math.floor(math.log10(self.low)) - 1,
-                              math.ceil(math.log10(self.high)) + 1):
-            for step in (1, 2, 5):
-                value = step * 10.0 ** exponent
-                if self.low <= value <= self.high:
-                    found.append(value)
+        for steps in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7)):
+            found = []
+            for exponent in range(math.floor(math.log10(self.low)) - 1,
+                                  math.ceil(math.log10(self.high)) + 1):
+                for step in steps:
+                    value = step * 10.0 ** exponent
+                    if self.low <= value <= self.high:
+                        found.append(value)
+            if len(found) >= 3:
+                return found
         if len(found) < 3:  # a narrow axis: ticks at its ends and middle instead
             middle = math.sqrt(self.low * self.high)
             found = [self.low * 1.04, middle, self.high / 1.04]
@@ -215,12 +219,14 @@ def case_chart(title: str, kind: str, rows: Sequence[Row]) -> str:
                  f'L{legend_x + 70:.1f},41.5 L{legend_x + 64.5:.1f},36 Z" fill="#fff" '
                  f'stroke="#888" stroke-width="2"/>'
                  f'<text x="{legend_x + 79:.1f}" y="40" font-size="10.5" fill="#222">'
-                 f'hand-written peer; bar: 95% interval of the median; small dots: rounds; '
-                 f'red ring: outlier round</text>')
+                 f'hand-written peer</text>'
+                 f'<text x="8" y="56" font-size="10.5" fill="#222">large mark: the median; '
+                 f'bar: its 95% interval; small dots: the rounds; red ring: an outlier '
+                 f'round. Hover a mark for its value.</text>')
     for index, row in enumerate(ordered):
         y = TOP + index * LINE_HEIGHT + LINE_HEIGHT / 2 + 4
         style = ' font-style="italic"' if row.is_peer else ""
-        name = row.label if len(row.label) <= 40 else row.label[:39] + "\u2026"
+        name = row.label if len(row.label) <= 52 else row.label[:51] + "\u2026"
         parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y:.1f}" text-anchor="end" '
                      f'font-size="11" fill="{colours[row.family]}"{style}>'
                      f'{_title(row.label)}{escape(name)}</text>')
