@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from .cases import HEADLINES
 from .report_data import CPU_FIGURE, Row
-from .stats import Estimate, interval_text
+from .stats import interval_text
 
 FAMILY_COLOURS: Dict[str, str] = {
     "selectors": "#1b9e77",
@@ -247,7 +247,3 @@ def case_charts(groups: Sequence[Tuple[str, str, List[Row]]]) -> Dict[str, Tuple
     """group -> (file name, SVG text) for every echo case."""
     return {group: (chart_file_name(group), case_chart(group, kind, rows))
             for group, kind, rows in groups if kind != "primitive"}
-
-
-def estimate_hover(label: str, estimate: Estimate, unit: str) -> str:
-    return f"{label}: {interval_text(estimate)} {unit}"

@@ -258,16 +258,6 @@ def unpaired_speedup(row: Row, before: Row, figure: Optional[str] = None
     return estimate if estimate.count else None
 
 
-def speedup(row: Row, baseline: Optional[Row]) -> Optional[float]:
-    """The headline of ``row`` as a speed-up over ``baseline``'s (>1 is better), medians."""
-    if baseline is None:
-        return None
-    mine, theirs = row.headline, baseline.headline
-    if not (mine > 0 and theirs > 0):
-        return None
-    return mine / theirs if row.higher_is_better else theirs / mine
-
-
 BASELINES = (RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "report-example" / "bench.json"
 
@@ -34,7 +34,7 @@ def echo_entry(target: str, round_number: int, rate: float, cpu: float,
 
 
 def write_run(path: Path, rates: Mapping[str, Sequence[float]], cpu: float = 5.0,
-              machine: Mapping[str, Any] = ()) -> Path:  # type: ignore[assignment]
+              machine: Optional[Mapping[str, Any]] = None) -> Path:
     """A run with ``rates[target]`` round trips/s in rounds 1, 2, ...; CPU scaled alike."""
     entries: List[Dict[str, Any]] = []
     for target, values in rates.items():
@@ -43,7 +43,7 @@ def write_run(path: Path, rates: Mapping[str, Sequence[float]], cpu: float = 5.0
                                       rounds=len(values)))
     data = {"machine_info": {"node": "test", "pollers_bench": {
         "duration_s": 2.0, "warmup_s": 0.5, "rounds": max(map(len, rates.values())),
-        "cheap": False, **dict(machine)}}, "commit_info": {}, "datetime": "2026-12-01T00:00:00",
-        "benchmarks": entries}
+        "cheap": False, **dict(machine or {})}}, "commit_info": {},
+        "datetime": "2026-12-01T00:00:00", "benchmarks": entries}
     path.write_text(json.dumps(data))
     return path

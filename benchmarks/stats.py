@@ -59,13 +59,6 @@ class Estimate:
     def contains(self, value: float) -> bool:
         return self.low <= value <= self.high
 
-    @property
-    def relative_halfwidth(self) -> float:
-        """Half the interval's width over the value: the run's noise at a glance."""
-        if not self.value:
-            return math.nan
-        return (self.high - self.low) / 2 / abs(self.value)
-
 
 def _binomial_cdf(k: int, n: int) -> float:
     """P(X <= k) for X ~ Binomial(n, 1/2)."""
@@ -175,11 +168,6 @@ def verdict(ratio: Estimate, higher: str = "faster", lower: str = "slower") -> s
     if ratio.contains(1.0):
         return "no difference measured"
     return higher if ratio.low > 1.0 else lower
-
-
-def speedup_sense(value: float, higher_is_better: bool) -> float:
-    """A figure turned into "bigger is better" form (rates as they are, times inverted)."""
-    return value if higher_is_better else (1.0 / value if value else math.nan)
 
 
 def interval_text(estimate: Estimate, digits: Optional[int] = None, suffix: str = "") -> str:
