@@ -14,11 +14,12 @@ folder, so ``python -m server`` runs it from a checkout.
 from pollers import __version__
 
 from .connection import Connection, Limits, State
-from .echo_server import EchoServer, ServerStats
+from .echo_server import DrainStart, EchoServer, ServerStats
 from .listener import Listener, format_address, open_listeners
 
 __all__ = [
     "Connection",
+    "DrainStart",
     "EchoServer",
     "Limits",
     "Listener",

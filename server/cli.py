@@ -3,14 +3,19 @@ in a checkout).
 
 Prints ``listening on ADDRESS...`` (every listening socket, on one line:
 ``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``) to stdout once it accepts
-connections. SIGINT/SIGTERM stop accepting and drain the open
-connections for up to ``--drain-timeout`` seconds, then exit 0; a second
-signal closes everything at once. Counters are logged at exit.
+connections. SIGINT/SIGTERM stop accepting and drain: each connection that owes
+nothing ends at once (its client gets what it had sent, then EOF), those still
+owed bytes are served until they owe nothing, for up to ``--drain-timeout``
+seconds; then exit 0. A second signal (or SIGQUIT) closes everything at once.
+Counters are logged at exit.
 
 Where it listens: ``--host``/``--port`` (default 127.0.0.1:7007), or any number of
 ``--bind HOST:PORT|[IPV6]:PORT|unix:PATH|fd://N``, ``--unix PATH``, ``--fd N``,
 and the sockets of systemd's socket activation (see `server.endpoints`).
-``--workers N`` runs N processes on them (see `server.workers`).
+``--workers N`` runs N processes on them (see `server.workers`). There a
+repeated SIGINT/SIGTERM reaching a worker (a terminal signals the whole process
+group, and the parent passes signals on) changes nothing: only the parent's
+second signal, passed on as SIGQUIT, or a SIGQUIT, means "now".
 
 Exit status: 0 after a signal, 1 if the server cannot listen, 2 for bad options
 or a poller that cannot run here (a one-line message naming why).
@@ -30,7 +35,7 @@ from typing import Callable, Dict, List, NoReturn, Optional, Sequence
 import pollers
 from pollers.registry import FAMILY_DECLARATIONS, command_line_options
 
-from .echo_server import EchoServer
+from .echo_server import DrainStart, EchoServer
 from .endpoints import (
     Endpoint,
     FdEndpoint,
@@ -44,7 +49,13 @@ from .endpoints import (
     systemd_endpoints,
 )
 from .listener import reuse_port_available, socket_name
-from .workers import run_workers, unblock_shutdown_signals
+from .workers import (
+    DRAIN_SIGNALS,
+    NOW_SIGNAL,
+    block_shutdown_signals,
+    run_workers,
+    unblock_shutdown_signals,
+)
 
 logger = logging.getLogger("server")
 
@@ -393,12 +404,30 @@ def _run_worker(
     try:
         return serve(poller, args, open_sockets=open_sockets, on_listening=ready)
     finally:
+        block_shutdown_signals()  # before close() puts the default handlers back
         poller.close()
 
 
 def _cannot_listen(exc: ListenError) -> int:
     print(f"echo-server: error: cannot listen on {exc}", file=sys.stderr)
     return 1
+
+
+def describe_drain(why: str, started: DrainStart, timeout: float, is_worker: bool) -> str:
+    """The log line of a drain: how many connections, why, and how to stop waiting."""
+    ended = f"{started.ended} connection(s) owing nothing closed after their last echo"
+    if not started.waiting:
+        return f"{why}: no longer accepting; {ended}; nothing left to drain"
+    now = (
+        "a second signal to the supervisor (Ctrl-C again), or SIGQUIT, exits at once"
+        if is_worker
+        else "a second signal exits at once"
+    )
+    return (
+        f"{why}: no longer accepting; {ended}; serving {started.waiting} connection(s) until "
+        f"they owe nothing ({started.owed} bytes queued in the server) for up to {timeout:g} s; "
+        f"{now}"
+    )
 
 
 def serve(
@@ -413,24 +442,32 @@ def serve(
     ``open_sockets()`` gives the listening sockets; it is called once the signal
     handlers are in place. A worker of ``--workers N`` passes ``on_listening``
     (called instead of printing the ``listening on`` line, which its parent prints).
+    In a worker a second SIGINT/SIGTERM is the same user action arriving twice
+    (see `server.workers`); only SIGQUIT closes everything now.
     """
-    signals: List[int] = []
+    is_worker = on_listening is not None
 
     def on_signal(signum: int) -> None:
-        signals.append(signum)
         name = signal.Signals(signum).name
-        if len(signals) == 1:
-            logger.info("%s: no longer accepting; draining", name)
-            server.drain(args.drain_timeout, poller.stop)
+        if signum == NOW_SIGNAL:
+            close_now(name)
+        elif not server.draining:
+            started = server.drain(args.drain_timeout, poller.stop)
+            logger.info("%s", describe_drain(name, started, args.drain_timeout, is_worker))
+        elif is_worker:  # the same user action again (see `server.workers`)
+            logger.debug("%s again: already draining (SIGQUIT closes at once)", name)
         else:
-            logger.warning("%s again: closing %d connection(s) now", name, len(server.connections))
-            server.close()
-            poller.stop()
+            close_now(f"{name} again")
+
+    def close_now(why: str) -> None:
+        logger.warning("%s: closing %d connection(s) now", why, len(server.connections))
+        server.close()
+        poller.stop()
 
     # A worker has these signals blocked since its fork: release them once the loop
     # runs with its handlers (the poller itself keeps none from arriving too early).
     poller.call_soon(unblock_shutdown_signals)
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (*DRAIN_SIGNALS, NOW_SIGNAL):
         poller.add_signal_handler(signum, on_signal, signum)
     # Handlers first: a worker must never listen while a signal would kill it.
     try:

@@ -19,9 +19,19 @@ nor sent a byte since the sweep that last saw them move; so a connection idle
 for ``idle_timeout`` is closed within about 1.25 times that, and nothing is
 done per event.
 
-Draining (`EchoServer.drain`): the listener closes; open connections are
-served as usual until their clients close them or the deadline passes, when
-the rest are closed; then the callback runs.
+Draining (`EchoServer.drain`): the listener closes; a connection that owes
+nothing ends at once (what its client had already sent is read and echoed,
+then FIN and close: the client gets every byte and EOF); one still owed bytes
+is served until it owes nothing (then ends the same way) or the deadline
+passes, when the rest are closed; then the callback runs.
+
+``max_connections``: while that many are open the listener pauses (new clients
+wait in the kernel's backlog). Reaching the limit and accepting again are logged
+(at most one pair of lines per `LIMIT_LOG_INTERVAL`), and the pauses and the
+time spent paused are counted in `ServerStats`.
+
+A connection whose handler raises is closed and counted at once (see
+`Connection.handle`); so is a socket whose hand-over raises in the listener.
 """
 
 from __future__ import annotations
@@ -29,7 +39,8 @@ from __future__ import annotations
 import logging
 import mmap
 import socket
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set
+import time
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Type
 
 from pollers import Poller, Timer
 
@@ -40,6 +51,8 @@ logger = logging.getLogger("server")
 
 MAX_SWEEP_INTERVAL = 5.0
 MIN_SWEEP_INTERVAL = 0.01
+#: At most one "limit reached" line (and its "accepting again") per this many seconds.
+LIMIT_LOG_INTERVAL = 10.0
 
 
 class ServerStats(NamedTuple):
@@ -54,12 +67,31 @@ class ServerStats(NamedTuple):
     idle_closed: int
     """Connections closed by the idle timeout."""
     accept_backoffs: int
-    """Times accepting paused after EMFILE/ENFILE/ENOBUFS/ENOMEM."""
+    """Times accepting backed off after an accept error (EMFILE, ENFILE, ...) or a
+    hand-over that raised."""
+    limit_pauses: int
+    """Times accepting paused because ``max_connections`` were open."""
+    limit_paused_seconds: float
+    """Time spent paused at ``max_connections`` (clients waiting in the backlog)."""
     bytes_in: int
     bytes_out: int
 
     def describe(self) -> str:
-        return ", ".join(f"{name}={value}" for name, value in self._asdict().items())
+        return ", ".join(
+            f"{name}={value:.3f}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in self._asdict().items()
+        )
+
+
+class DrainStart(NamedTuple):
+    """What `EchoServer.drain` found: connections ended at once and those it waits for."""
+
+    ended: int
+    """Connections that owed nothing: their clients got what they had sent, then EOF."""
+    waiting: int
+    """Connections still owed bytes, served until they owe nothing or the deadline."""
+    owed: int
+    """Bytes queued in the server for those (the kernel's buffers may hold more)."""
 
 
 class EchoServer:
@@ -69,6 +101,7 @@ class EchoServer:
     ``idle_timeout``: close connections that move no byte for that many seconds.
     The other keywords tune the connections (see `Limits`) and the listening sockets;
     ``sockets`` (listening, nonblocking) replaces binding ``host`` and ``port``.
+    ``connection_class``: a `Connection` subclass to serve each client with.
     """
 
     def __init__(
@@ -83,6 +116,7 @@ class EchoServer:
         reuse_port: bool = False,
         limits: Optional[Limits] = None,
         sockets: Optional[List[socket.socket]] = None,
+        connection_class: Type[Connection] = Connection,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
@@ -102,6 +136,9 @@ class EchoServer:
         # bounce buffer on each side); CPython is indifferent. The memoryview keeps the
         # mapping alive.
         self.read_buffer = memoryview(mmap.mmap(-1, self.limits.buffer_size))
+        self._connection_class = connection_class
+        #: True once `drain` began (`ConnectionOwner.draining`).
+        self.draining = False
         self.connections: Set[Connection] = set()
         self._listener: Optional[Listener] = None
         self._sweep_timer: Optional[Timer] = None
@@ -110,8 +147,14 @@ class EchoServer:
         self._closed = False
         self._refusing = False
         self._counts: Dict[str, int] = dict.fromkeys(
-            ("accepted", "refused", "idle_closed", "bytes_in", "bytes_out"), 0
+            ("accepted", "refused", "idle_closed", "limit_pauses", "bytes_in", "bytes_out"), 0
         )
+        self._paused_since: Optional[float] = None  # at max_connections since then
+        self._paused_seconds = 0.0
+        self._limit_logged_at: Optional[float] = None
+        self._limit_pause_logged = False  # the current pause was logged: log its end too
+        self._unlogged_pauses = 0
+        self._unlogged_paused_seconds = 0.0
 
     # -- life cycle ------------------------------------------------------------
 
@@ -151,22 +194,34 @@ class EchoServer:
         """Close the listening sockets; open connections carry on."""
         if self._listener is not None:
             self._listener.close()
+        self._end_limit_pause()
 
-    def drain(self, timeout: float, callback: Callable[[], Any]) -> None:
-        """Stop accepting; run ``callback`` once no connection is left, or at ``timeout``.
+    def drain(self, timeout: float, callback: Callable[[], Any]) -> DrainStart:
+        """Stop accepting, end the connections; ``callback()`` once none is left.
 
-        At the deadline the connections still open are closed (what they are owed
-        is lost). Call on the poller's thread.
+        Each connection that owes nothing ends now: what its client already sent
+        is read and echoed, then FIN and close, so the client receives every byte
+        and EOF (`Connection.shut_down`). One still owed bytes is served until it
+        owes nothing, then ends the same way. At ``timeout`` seconds the
+        connections still open are closed (what they are owed is lost). Returns
+        how many ended now and how many it waits for. Call on the poller's thread,
+        once.
         """
+        if self.draining:
+            raise RuntimeError("the server is already draining")
+        self.draining = True
         self.stop_accepting()
         self._on_drained = callback
-        if not self.connections:
+        before = len(self.connections)
+        for connection in list(self.connections):
+            connection.shut_down()
+        waiting = len(self.connections)
+        owed = sum(connection.owed for connection in self.connections)
+        if waiting:
+            self._drain_timer = self.poller.call_later(timeout, self._drain_expired)
+        else:
             self._drained()
-            return
-        logger.info(
-            "draining %d open connection(s) for up to %.1f s", len(self.connections), timeout
-        )
-        self._drain_timer = self.poller.call_later(timeout, self._drain_expired)
+        return DrainStart(ended=before - waiting, waiting=waiting, owed=owed)
 
     def close(self) -> None:
         """Stop accepting and close every connection now. Idempotent; poller thread only."""
@@ -195,6 +250,8 @@ class EchoServer:
             refused=counts["refused"],
             idle_closed=counts["idle_closed"],
             accept_backoffs=listener.backoffs if listener is not None else 0,
+            limit_pauses=counts["limit_pauses"],
+            limit_paused_seconds=self._paused_seconds + self._current_pause(),
             bytes_in=bytes_in,
             bytes_out=bytes_out,
         )
@@ -202,7 +259,7 @@ class EchoServer:
     # -- connections -------------------------------------------------------------
 
     def _accepted(self, sock: socket.socket) -> None:
-        connection = Connection(sock, self)
+        connection = self._connection_class(sock, self)
         try:
             connection.start()
         except (ValueError, OSError) as exc:
@@ -223,6 +280,7 @@ class EchoServer:
         if self.max_connections is not None and len(self.connections) >= self.max_connections:
             assert self._listener is not None
             self._listener.pause()
+            self._begin_limit_pause()
 
     def connection_closed(self, connection: Connection) -> None:
         """`ConnectionOwner` hook: count its bytes, maybe resume accepting or end a drain."""
@@ -235,8 +293,55 @@ class EchoServer:
             listener.descriptor_freed()
             if self.max_connections is not None and len(self.connections) < self.max_connections:
                 listener.resume()
+                self._end_limit_pause()
         if self._on_drained is not None and not self.connections:
             self._drained()
+
+    # -- the max_connections pause -----------------------------------------------
+
+    def _begin_limit_pause(self) -> None:
+        if self._paused_since is not None:
+            return
+        now = time.monotonic()  # the poller's clock, readable after it closed too
+        self._paused_since = now
+        self._counts["limit_pauses"] += 1
+        logged_at = self._limit_logged_at
+        if logged_at is not None and now - logged_at < LIMIT_LOG_INTERVAL:
+            self._unlogged_pauses += 1
+            return
+        self._limit_logged_at = now
+        self._limit_pause_logged = True
+        since = ""
+        if self._unlogged_pauses:
+            since = (
+                f" (and {self._unlogged_pauses} more time(s), "
+                f"{self._unlogged_paused_seconds:.2f} s in all, since the last such line)"
+            )
+        self._unlogged_pauses = 0
+        self._unlogged_paused_seconds = 0.0
+        logger.warning(
+            "%d connections open, the --max-connections limit: not accepting until one "
+            "closes; new clients wait in the listen backlog%s",
+            len(self.connections),
+            since,
+        )
+
+    def _end_limit_pause(self) -> None:
+        paused = self._current_pause()
+        if self._paused_since is None:
+            return
+        self._paused_since = None
+        self._paused_seconds += paused
+        if self._limit_pause_logged:
+            self._limit_pause_logged = False
+            if self._listener is not None and not self._closed and not self.draining:
+                logger.info("accepting again after %.2f s at the connection limit", paused)
+        else:
+            self._unlogged_paused_seconds += paused
+
+    def _current_pause(self) -> float:
+        since = self._paused_since
+        return 0.0 if since is None else time.monotonic() - since
 
     # -- timers ------------------------------------------------------------------
 

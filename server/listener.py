@@ -9,6 +9,10 @@ host and port. `Listener` accepts on them through a `Poller`:
   (interest set to NONE, resumed by a ``call_later`` timer, doubling up to
   `MAX_BACKOFF`) with one log line per back-off, so a listener that cannot
   accept never spins; `Listener.descriptor_freed` ends a back-off early;
+- any other accept error, and anything the accept handler raises (a bug, in
+  ``accept`` or in the ``on_accepted`` hand-over), backs off the same way, with
+  the traceback logged once: the listener stays registered and resumes, rather
+  than being unregistered by the poller for good;
 - `Listener.pause`/`Listener.resume` let the owner stop accepting (e.g. while
   ``max_connections`` is reached) independently of any back-off.
 
@@ -159,7 +163,8 @@ class Listener:
     """Accepts connections on ``sockets`` and hands each to ``on_accepted``.
 
     ``on_accepted(sock)`` receives a nonblocking socket and owns it from then on;
-    it may call `pause` to stop the current batch.
+    it may call `pause` to stop the current batch. If it raises, the listener
+    closes that socket and backs off.
     """
 
     def __init__(
@@ -244,6 +249,16 @@ class Listener:
                 self._poller.modify(sock, interest)
 
     def _on_readable(self, listening: socket.socket, events: int) -> None:
+        """Poller handler: accept a batch; back off instead of raising into the poller."""
+        try:
+            self._accept_batch(listening)
+        except Exception:
+            if self._closed or self._backoff_timer is not None:
+                logger.exception("accepting raised")
+            else:
+                self._back_off(None)
+
+    def _accept_batch(self, listening: socket.socket) -> None:
         accept = listening.accept
         on_accepted = self._on_accepted
         for _ in range(self._batch):
@@ -256,24 +271,32 @@ class Listener:
                     continue
                 self._back_off(exc)
                 return
-            self._backoff = MIN_BACKOFF
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 try:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError:
                     pass  # the peer may already be gone; the connection will notice
-            on_accepted(sock)
+            try:
+                on_accepted(sock)
+            except BaseException:
+                sock.close()  # not handed over: never leave it open and unowned
+                raise
+            self._backoff = MIN_BACKOFF  # accepting works: the next back-off starts short
             if self._interest == 0:  # paused (or closed) by the owner
                 return
 
-    def _back_off(self, exc: OSError) -> None:
-        """Stop accepting for a while after ``exc``; never spin on a full descriptor table."""
+    def _back_off(self, exc: Optional[OSError]) -> None:
+        """Stop accepting for a while after ``exc`` (None: the accept handler raised);
+        never spin on a full descriptor table or on a fault that repeats."""
         delay = self._backoff
         self._backoff = min(delay * 2, MAX_BACKOFF)
         self.backoffs += 1
-        level = logging.WARNING if exc.errno in RESOURCE_ERRNOS else logging.ERROR
-        logger.log(level, "accept() failed: %s; not accepting for %.2f s", exc, delay)
+        if exc is None:  # called in the ``except`` block: the traceback is current
+            logger.exception("accepting raised; not accepting for %.2f s", delay)
+        else:
+            level = logging.WARNING if exc.errno in RESOURCE_ERRNOS else logging.ERROR
+            logger.log(level, "accept() failed: %s; not accepting for %.2f s", exc, delay)
         self._backoff_timer = self._poller.call_later(delay, self._end_backoff)
         self._apply()
 

@@ -13,8 +13,14 @@ How the workers share the port:
 The parent prints the ``listening on`` line once every worker has said (through
 a socketpair) that it listens; a worker that dies before that stops them all.
 
-The parent forwards SIGINT/SIGTERM to the workers (each drains as usual; a
-second signal makes them exit at once), restarts a worker that dies while no
+Signals: one user action means one graceful drain, whatever the delivery
+path. A terminal's Ctrl-C reaches the whole process group and systemd's
+``KillMode=control-group`` signals every process, so a worker may get the same
+SIGINT/SIGTERM from the kernel and again from the parent. So in a worker
+SIGINT/SIGTERM only ever *start* the drain (repeats change nothing), and
+SIGQUIT closes everything at once. The parent passes its first SIGINT/SIGTERM
+on as it came; its second one (the user's second action), or a SIGQUIT, goes
+to the workers as SIGQUIT. The parent restarts a worker that dies while no
 shutdown is under way (at most once a second), and exits 0 once every worker
 exited cleanly after a shutdown signal. It sleeps in ``select`` on a signal
 wake-up descriptor, so it costs nothing while all is well.
@@ -38,7 +44,11 @@ logger = logging.getLogger("server.workers")
 
 #: A worker that dies sooner than this after its start is restarted no sooner than that.
 RESTART_INTERVAL = 1.0
-SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Start a graceful drain (in a worker: only ever start it).
+DRAIN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: Close every connection and exit now.
+NOW_SIGNAL = signal.SIGQUIT
+SHUTDOWN_SIGNALS = (*DRAIN_SIGNALS, NOW_SIGNAL)
 
 #: ``worker(open_sockets, ready)`` runs one worker and returns its exit status:
 #: ``open_sockets()`` gives its listening sockets (call it once its signal handlers
@@ -165,14 +175,32 @@ class Supervisor:
             self._signals.append(signum)
 
     def _forward_signals(self) -> None:
+        """The first SIGINT/SIGTERM drains the workers; the next one, or SIGQUIT, is "now"."""
         while self._forwarded < len(self._signals):
             signum = self._signals[self._forwarded]
+            first = self._forwarded == 0
             self._forwarded += 1
             name = signal.Signals(signum).name
-            logger.info("%s: passing it on to %d worker(s)", name, len(self.workers))
+            if first and signum != NOW_SIGNAL:
+                logger.info(
+                    "%s: passing it on to %d worker(s), which drain; a second signal "
+                    "(or SIGQUIT) closes every connection at once",
+                    name,
+                    len(self.workers),
+                )
+                sent = signum
+            else:
+                again = " again" if signum == self._signals[0] and not first else ""
+                logger.warning(
+                    "%s%s: telling %d worker(s) to close every connection now (SIGQUIT)",
+                    name,
+                    again,
+                    len(self.workers),
+                )
+                sent = NOW_SIGNAL
             for pid in self.workers:
                 try:
-                    os.kill(pid, signum)
+                    os.kill(pid, sent)
                 except ProcessLookupError:
                     pass  # already gone; _reap will see it
 
@@ -190,7 +218,7 @@ class Supervisor:
             code = os.waitstatus_to_exitcode(status)
             logger.debug("worker %d exited with status %d", pid, code)
             if self._signals:
-                if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                if code not in (0, *(-signum for signum in SHUTDOWN_SIGNALS)):
                     logger.error("worker %d exited with status %d during shutdown", pid, code)
                     self._failed = True
                 continue
@@ -250,8 +278,16 @@ class Supervisor:
 
 
 def unblock_shutdown_signals() -> None:
-    """Deliver SIGINT/SIGTERM again: call it once the loop runs with its handlers."""
+    """Deliver SIGINT/SIGTERM/SIGQUIT again: call it once the loop runs with its handlers."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
+
+
+def block_shutdown_signals() -> None:
+    """Hold SIGINT/SIGTERM/SIGQUIT: a worker calls it once its loop is done. Closing
+    the poller restores the default handlers, and a repeat of the signal that
+    started the drain (a group signal passed on by the parent too) may still be on
+    its way: it must not raise KeyboardInterrupt or kill the exiting worker."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
 
 
 def _drain(sock: socket.socket) -> None:

@@ -20,7 +20,7 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import psutil
 
@@ -39,9 +39,15 @@ CHUNK = 1024 * 1024
 
 
 @contextlib.contextmanager
-def running_server(poller: Poller, host: str = "127.0.0.1", **options: Any) -> Iterator[EchoServer]:
-    """An `EchoServer` on ``poller``, run by a thread; closed and joined on exit."""
-    server = EchoServer(poller, host, 0, **options).start()
+def running_server(
+    poller: Poller,
+    host: str = "127.0.0.1",
+    server_class: Type[EchoServer] = EchoServer,
+    **options: Any,
+) -> Iterator[EchoServer]:
+    """An `EchoServer` (or ``server_class``) on ``poller``, run by a thread; closed and
+    joined on exit."""
+    server = server_class(poller, host, 0, **options).start()
     failure: List[BaseException] = []
 
     def run() -> None:
@@ -112,12 +118,21 @@ def variant_arguments(variant: str) -> List[str]:
 
 
 class ServerProcess:
-    """``python -m pollers.server --port 0`` in a subprocess, with psutil readings of it."""
+    """``python -m pollers.server --port 0`` in a subprocess, with psutil readings of it.
+
+    ``own_group``: the server leads a process group of its own (with its workers),
+    which `signal_group` signals as a terminal's Ctrl-C or systemd would.
+    """
 
     def __init__(
-        self, arguments: Sequence[str], nofile: Optional[int] = None, timeout: float = 20.0
+        self,
+        arguments: Sequence[str],
+        nofile: Optional[int] = None,
+        timeout: float = 20.0,
+        own_group: bool = False,
     ) -> None:
         self.stderr_file: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self.own_group = own_group
         if nofile is None:
             command = list(SERVER_COMMAND)
         else:
@@ -137,6 +152,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self.stderr_file,
+            start_new_session=own_group,
         )
         self.pid = self.process.pid
         self._ps: Optional[psutil.Process] = None
@@ -164,6 +180,22 @@ class ServerProcess:
     def send_signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    def signal_group(self, signum: int) -> None:
+        """Signal every process of the server's group at once (needs ``own_group``)."""
+        assert self.own_group, "started without own_group=True"
+        os.killpg(self.pid, signum)
+
+    def wait_for_log(self, text: str, timeout: float = 20.0, count: int = 1) -> str:
+        """Wait until ``text`` is in the server's stderr ``count`` times; return the log."""
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.stderr()
+            if log.count(text) >= count:
+                return log
+            if time.monotonic() >= deadline or self.process.poll() is not None:
+                raise AssertionError(f"{text!r} not logged {count} time(s): {log}")
+            time.sleep(0.01)
+
     def wait(self, timeout: float) -> int:
         try:
             return self.process.wait(timeout)
@@ -177,6 +209,9 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        if self.own_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)  # workers left behind
 
     @property
     def ps(self) -> psutil.Process:
@@ -294,6 +329,31 @@ def expect_eof(sock: socket.socket, timeout: float) -> None:
     except ConnectionResetError:
         return
     assert data == b"", f"expected EOF, got {len(data)} more bytes"
+
+
+def expect_clean_eof(sock: socket.socket, timeout: float) -> None:
+    """The peer sends FIN (recv returns b"") within ``timeout``: no more data, no reset."""
+    sock.settimeout(timeout)
+    data = sock.recv(65536)  # ConnectionResetError fails the test: it must not reset
+    assert data == b"", f"expected EOF, got {len(data)} more bytes"
+
+
+def is_closed_by_peer_after_reading(sock: socket.socket, timeout: float) -> bool:
+    """Read and drop whatever the peer sent until it closes (EOF or reset) or ``timeout``."""
+    deadline = time.monotonic() + timeout
+    buffer = bytearray(1024 * 1024)
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        sock.settimeout(remaining)
+        try:
+            if not sock.recv_into(buffer):
+                return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
 
 
 def is_closed_by_peer(sock: socket.socket, timeout: float) -> bool:

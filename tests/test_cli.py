@@ -9,25 +9,32 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import time
-from typing import List
+from typing import List, Tuple
 
 import pytest
 from echo_client import (
     SERVER_COMMAND,
     SUBPROCESS_CWD,
     ServerProcess,
+    Transfer,
     child_environment,
     connect,
     echo,
-    is_closed_by_peer,
+    expect_clean_eof,
+    is_closed_by_peer_after_reading,
+    receive_all,
+    recv_exactly,
     signal_name,
     variant_arguments,
 )
 
 import pollers
 from server.cli import main
+
+MiB = 1024 * 1024
 
 BAD_ARGUMENTS = [
     ["--port", "70000"],
@@ -127,56 +134,93 @@ def test_port_0_prints_the_address_on_one_line(variant_name: str) -> None:
             assert echo(sock, b"ping") == b"ping"
 
 
+def assert_clean_exit(process: ServerProcess) -> str:
+    log = process.stderr()
+    assert "Traceback" not in log, log
+    return log
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=signal_name)
-def test_signal_drains_then_exits_0(variant_name: str, signum: int) -> None:
-    with ServerProcess([*variant_arguments(variant_name), "--drain-timeout", "30"]) as process:
-        with connect(process.address) as sock:
-            assert echo(sock, b"before") == b"before"
+def test_signal_with_idle_clients_ends_them_at_once(variant_name: str, signum: int) -> None:
+    """Idle clients get what they sent and EOF at once; the server exits without waiting."""
+    with ServerProcess([*variant_arguments(variant_name), "--drain-timeout", "60"]) as process:
+        clients = [connect(process.address) for _ in range(5)]
+        try:
+            for index, sock in enumerate(clients):
+                assert echo(sock, b"idle %d" % index) == b"idle %d" % index
+            # The last one sends just before the signal: the server may not have read it
+            # yet, and must still echo it before its FIN.
+            clients[-1].sendall(b"in flight")
             process.send_signal(signum)
-            # Still served while draining, but no longer accepting.
-            assert echo(sock, b"draining") == b"draining"
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    connect(process.address, timeout=1).close()
-                except ConnectionRefusedError:
-                    break
-                assert time.monotonic() < deadline, "still accepting after the signal"
-                time.sleep(0.02)
-            assert process.process.poll() is None, "exited before its connection closed"
-        started = time.monotonic()
-        assert process.wait(10) == 0
-        assert time.monotonic() - started < 5
-        log = process.stderr()
-        assert "Traceback" not in log
-        assert "exiting: accepted=" in log and "bytes_in=14, bytes_out=14" in log, log
+            for sock in clients[:-1]:
+                expect_clean_eof(sock, 20)
+            assert recv_exactly(clients[-1], 9, time.monotonic() + 20) == b"in flight"
+            expect_clean_eof(clients[-1], 20)
+            assert process.wait(20) == 0  # not the 60 s drain deadline
+        finally:
+            for sock in clients:
+                sock.close()
+        log = assert_clean_exit(process)
+        name = signal_name(signum)
+        assert f"{name}: no longer accepting; 5 connection(s) owing nothing" in log, log
+        assert "nothing left to drain" in log and "bytes_in=39, bytes_out=39" in log, log
+
+
+def test_signal_serves_a_client_still_owed_bytes_then_eof(variant_name: str) -> None:
+    """A client that sent 4 MiB and read none gets all of it, then EOF, then the exit."""
+    total = 4 * MiB
+    with ServerProcess([*variant_arguments(variant_name), "--drain-timeout", "60"]) as process:
+        # A small receive buffer keeps most of the echo queued in the server.
+        with connect(process.address, timeout=60, rcvbuf=4096) as sock:
+            transfer = Transfer(sock, total, seed=4).start()
+            transfer.join(30)  # all of it in the kernels' buffers and the server's queue
+            process.send_signal(signal.SIGTERM)
+            process.wait_for_log("no longer accepting")
+            got, checksum = receive_all(sock, total, time.monotonic() + 60, until_eof=True)
+            assert (got, checksum) == (total, transfer.checksum)  # then EOF, no reset
+        assert process.wait(20) == 0
+        assert "drain deadline" not in assert_clean_exit(process)
+
+
+def owed_client(process: ServerProcess) -> Tuple[socket.socket, Transfer]:
+    """A client that sends and never reads, so the server owes it bytes until the end."""
+    sock = connect(process.address, timeout=60, rcvbuf=4096)
+    transfer = Transfer(sock, 256 * MiB, seed=7).start()  # more than all the buffers hold
+    deadline = time.monotonic() + 20
+    while transfer.sent < 4 * MiB and transfer.thread.is_alive():
+        assert time.monotonic() < deadline, f"the server took only {transfer.sent} bytes"
+        time.sleep(0.01)
+    return sock, transfer
 
 
 def test_drain_deadline_then_exit_0(variant_name: str) -> None:
     with ServerProcess([*variant_arguments(variant_name), "--drain-timeout", "0.3"]) as process:
-        with connect(process.address) as sock:
-            assert echo(sock, b"x") == b"x"
+        sock, _ = owed_client(process)
+        with sock:
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
-            assert process.wait(10) == 0
+            assert process.wait(20) == 0
             assert time.monotonic() - started >= 0.3
-            assert is_closed_by_peer(sock, 1)
-        assert "Traceback" not in process.stderr()
+            assert is_closed_by_peer_after_reading(sock, 20)
+        log = assert_clean_exit(process)
+        assert "serving 1 connection(s) until they owe nothing" in log, log
+        assert "drain deadline passed" in log, log
 
 
-def test_second_signal_exits_at_once(variant_name: str) -> None:
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGQUIT], ids=signal_name)
+def test_second_signal_or_sigquit_exits_at_once(variant_name: str, second: int) -> None:
     with ServerProcess([*variant_arguments(variant_name), "--drain-timeout", "60"]) as process:
-        with connect(process.address) as sock:
-            assert echo(sock, b"x") == b"x"
+        sock, _ = owed_client(process)
+        with sock:
             process.send_signal(signal.SIGTERM)
-            assert echo(sock, b"y") == b"y"  # the first signal has been handled
-            started = time.monotonic()
-            process.send_signal(signal.SIGINT)
-            assert process.wait(10) == 0
-            assert time.monotonic() - started < 5
-            assert is_closed_by_peer(sock, 1)
-        log = process.stderr()
-        assert "Traceback" not in log and "closing 1 connection(s) now" in log, log
+            log = process.wait_for_log("no longer accepting")
+            assert "a second signal exits at once" in log, log
+            process.send_signal(second)
+            assert process.wait(20) == 0  # not the 60 s drain deadline
+            assert is_closed_by_peer_after_reading(sock, 20)
+        log = assert_clean_exit(process)
+        why = "SIGINT again" if second == signal.SIGINT else "SIGQUIT"
+        assert f"{why}: closing 1 connection(s) now" in log, log
 
 
 def test_a_signal_right_after_start_is_not_lost(variant_name: str) -> None:

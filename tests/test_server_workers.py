@@ -9,7 +9,18 @@ import time
 from typing import List, Set
 
 import psutil
-from echo_client import ServerProcess, connect, echo, variant_arguments
+import pytest
+from echo_client import (
+    ServerProcess,
+    Transfer,
+    connect,
+    echo,
+    expect_clean_eof,
+    receive_all,
+    variant_arguments,
+)
+
+MiB = 1024 * 1024
 
 
 def children(pid: int) -> Set[int]:
@@ -62,12 +73,59 @@ def test_workers_share_the_port_restart_and_drain(variant_name: str) -> None:
 
         with connect(process.address) as sock:
             assert echo(sock, b"before") == b"before"
-            process.send_signal(signal.SIGTERM)
-            assert echo(sock, b"draining") == b"draining"  # its worker keeps serving it
-            assert process.process.poll() is None
-        assert process.wait(15) == 0
+            process.send_signal(signal.SIGTERM)  # to the parent only: it passes it on
+            expect_clean_eof(sock, 20)  # owing nothing, ended at once by its worker
+        assert process.wait(20) == 0
         log = process.stderr()
         assert "Traceback" not in log, log
         assert f"worker {killed} exited with status -9; restarting it" in log, log
         for pid in workers:  # reaped by the parent before it exited
             assert not psutil.pid_exists(pid)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_group_signal_is_one_graceful_drain(variant_name: str, signum: signal.Signals) -> None:
+    """Ctrl-C in a terminal (SIGINT) or systemd's KillMode=control-group (SIGTERM)
+    signal every process: each worker gets the signal from the kernel and again from
+    the parent, and must still drain once, gracefully; only a second signal to the
+    group (the user's second Ctrl-C) closes everything at once."""
+    arguments = [*variant_arguments(variant_name), "--workers", "2", "--log-level", "info"]
+    arguments += ["--drain-timeout", "60"]
+    with ServerProcess(arguments, own_group=True) as process:
+        wait_for_children(process.pid, 2, exclude=set())
+        idle = [connect(process.address) for _ in range(4)]
+        sent = [connect(process.address, timeout=60) for _ in range(4)]
+        stuck = [connect(process.address, timeout=60, rcvbuf=4096) for _ in range(4)]
+        try:
+            for sock in idle:
+                assert echo(sock, b"idle") == b"idle"
+            # Each sends 1 MiB and reads nothing until the signal.
+            transfers = [Transfer(sock, MiB, seed=index).start() for index, sock in enumerate(sent)]
+            for transfer in transfers:
+                transfer.join(30)
+            # These send more than every buffer holds and never read: owed to the end.
+            for index, sock in enumerate(stuck):
+                Transfer(sock, 256 * MiB, seed=100 + index).start()
+            process.signal_group(signum)
+            for sock in idle:
+                expect_clean_eof(sock, 20)
+            for sock, transfer in zip(sent, transfers):
+                got = receive_all(sock, MiB, time.monotonic() + 60, until_eof=True)
+                assert got == (MiB, transfer.checksum)
+            process.wait_for_log(f"{signum.name}: no longer accepting", count=2)  # each worker
+            time.sleep(0.5)
+            log = process.stderr()
+            assert process.process.poll() is None, f"exited while owing bytes: {log}"
+            assert " now" not in log, f"one signal to the group was taken as two: {log}"
+
+            process.signal_group(signum)  # the second Ctrl-C: now
+            assert process.wait(20) == 0  # not the 60 s drain deadline
+        finally:
+            for sock in idle + sent + stuck:
+                sock.close()
+        log = process.stderr()
+        assert "Traceback" not in log, log
+        assert log.count(f"{signum.name}: no longer accepting") == 2, log
+        assert log.count("passing it on") == 1, log
+        assert f"{signum.name} again: telling" in log, log
+        assert "to close every connection now" in log, log
