@@ -336,11 +336,10 @@ class SelectorPoller(Poller):
 class EpollSelectorPoller(SelectorPoller):
     """epoll(7): waits with the selector's own ``select.epoll`` object.
 
-    ``EpollSelector.select()`` spends about 30 bytecodes, a method call and a
-    tuple per event translating the kernel's mask and finding the key; the
-    dispatch loop takes ``epoll.poll()``'s list as it is, with one look-up in
-    our fd -> data map and one in the table below per event (measured in
-    docs/performance.md).
+    ``EpollSelector.select()`` translates the kernel's mask and finds the key
+    of every event in Python, with a method call and a tuple each; the dispatch
+    loop takes ``epoll.poll()``'s list as it is, with one look-up in the
+    registration map and one in the delivery table per event.
     """
 
     _delivery_tables = _poll_tables(

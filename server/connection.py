@@ -99,7 +99,8 @@ class ConnectionOwner(Protocol):
 
     @property
     def read_buffer(self) -> memoryview:
-        """The buffer every connection of this owner reads into and echoes from.
+        """The buffer every connection of this owner reads into and echoes from,
+        ``limits.buffer_size`` bytes long.
 
         One is enough because the poller runs one handler at a time and a handler
         sends (or copies into its `SendQueue`) every chunk before it reads the next.
@@ -169,7 +170,7 @@ class Connection:
         # Only what every message needs has a slot of its own; the rest of the tuning
         # is read through the owner, since every slot is paid by every idle connection.
         self._view = owner.read_buffer
-        self._size = len(self._view)
+        self._size = owner.limits.buffer_size  # the owner's int, not a new one per connection
         self._pending: Optional[SendQueue] = None
         self._interest = 0
 

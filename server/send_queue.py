@@ -6,10 +6,9 @@ tail, so no byte is moved twice. Small chunks are coalesced into a growing
 ``bytearray`` at the tail (an append, never a move), so a queue of many small
 echoes still goes out in few iovecs.
 
-Measured against one ``bytearray`` with ``del buffer[:sent]`` (256 MiB through a
-socketpair, 64 KiB chunks, 256 KiB owed at most): the same on CPython 3.11,
-3 to 9 times faster on PyPy 3.9, whose bytearray moves (and copies for ``send``)
-the whole buffer on every call.
+Rather than one ``bytearray`` trimmed with ``del buffer[:sent]``: PyPy's
+bytearray moves (and copies for ``send``) the whole buffer on every call, and
+CPython gains nothing from it (docs/performance-history.md has the comparison).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``--workers N``: N forked processes serving one port, and the parent that tends them.
 
 Each worker makes its own poller after the fork (a poller belongs to the
-process that made it) and runs `serve_one` as a single-process server would.
+process that made it) and serves as a single-process server would: it runs
+the ``worker`` function given to `run_workers` (the command line's server).
 How the workers share the port:
 
 - where the kernel balances one port over several sockets (`reuse_port_available`:

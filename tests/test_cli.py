@@ -39,7 +39,7 @@ MiB = 1024 * 1024
 BAD_ARGUMENTS = [
     ["--port", "70000"],
     ["--port", "http"],
-    ["--poller", "twisted"],
+    ["--poller", "nonesuch"],
     ["--selector", "epoll", "--poller", "asyncio"],
     ["--loop", "uvloop", "--poller", "selectors"],
     ["--selector", "nosuch"],
