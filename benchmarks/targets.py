@@ -79,6 +79,12 @@ PEERS: Tuple[Target, ...] = (
            "tornado_iostream_echo", needs=("tornado",)),
     Target("peer-tornado-handler", "peer", "classic Tornado IOLoop.add_handler echo by hand",
            "tornado_handler_echo", needs=("tornado",)),
+    Target("peer-twisted-protocol", "peer",
+           "Twisted Protocol echo (dataReceived -> transport.write)",
+           "twisted_protocol_echo", needs=("twisted",)),
+    Target("peer-gevent-streamserver", "peer",
+           "gevent StreamServer echo (a greenlet per connection, recv / sendall)",
+           "gevent_streamserver_echo", needs=("gevent",)),
     Target("peer-c-epoll", "peer", "C echo server (epoll; kqueue on the BSDs)", "c_echo",
            native=True),
 )
@@ -97,11 +103,13 @@ import json, platform, sys
 info = {"implementation": platform.python_implementation(),
         "version": platform.python_version(), "executable": sys.executable,
         "modules": {}, "variants": {}, "server": None}
-for name in ("tornado", "uvloop"):
+for name in ("tornado", "uvloop", "twisted", "gevent"):
     try:
         module = __import__(name)
-        info["modules"][name] = (getattr(module, "version", None)
-                                 or getattr(module, "__version__", "?"))
+        version = getattr(module, "version", None)  # Twisted's is an object: use the str
+        if not isinstance(version, str):
+            version = getattr(module, "__version__", "?")
+        info["modules"][name] = str(version)
     except Exception as exc:
         info["modules"][name] = None
 try:

@@ -19,7 +19,13 @@ from .family import Family, Option
 
 #: The backend modules of this package, each declaring ``FAMILY``; their order is
 #: the order of `FAMILIES`, `VARIANTS` and the test ids.
-BACKEND_MODULES: Tuple[str, ...] = ("tornado_poller", "selector_poller", "asyncio_poller")
+BACKEND_MODULES: Tuple[str, ...] = (
+    "tornado_poller",
+    "selector_poller",
+    "asyncio_poller",
+    "twisted_poller",
+    "gevent_poller",
+)
 
 
 def _declared_families() -> Dict[str, Family]:

@@ -30,7 +30,7 @@ import logging.config
 import signal
 import socket
 import sys
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence
+from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import pollers
 from pollers.registry import FAMILY_DECLARATIONS, command_line_options
@@ -193,9 +193,7 @@ def build_parser() -> OneLineParser:
     )
     for option, families in POLLER_OPTIONS.values():
         parser.add_argument(
-            f"--{option.name}",
-            choices=option.choices,
-            help=f"{option.help} for --poller {'|'.join(families)} (default {option.default})",
+            f"--{option.name}", choices=option.choices, help=_option_help(option.name, families)
         )
     parser.add_argument(
         "--max-connections", type=_positive_int, help="stop accepting while this many are open"
@@ -243,6 +241,20 @@ def library_versions() -> Dict[str, Optional[str]]:
                 except metadata.PackageNotFoundError:
                     versions[name] = None
     return versions
+
+
+def _option_help(name: str, families: Sequence[str]) -> str:
+    """``--NAME``'s help: what it picks and its default, for each family taking it
+    (families that share both are named together: "event loop for --poller
+    tornado|asyncio (default asyncio); gevent loop for --poller gevent (default libev)")."""
+    groups: Dict[Tuple[str, str], List[str]] = {}
+    for family in families:
+        option = next(o for o in FAMILY_DECLARATIONS[family].options if o.name == name)
+        groups.setdefault((option.help, option.default), []).append(family)
+    return "; ".join(
+        f"{what} for --poller {'|'.join(takers)} (default {default})"
+        for (what, default), takers in groups.items()
+    )
 
 
 def version_text() -> str:

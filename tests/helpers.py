@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import pytest
 
+import pollers
 from pollers import Events, Poller
 
 READ = int(Events.READ)
@@ -163,6 +164,12 @@ class Sockets(contextlib.AbstractContextManager["Sockets"]):
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+
+
+def limited_to_fd_setsize(variant_name: str) -> bool:
+    """True for the variants that wait with select(2), which refuse descriptors >= FD_SETSIZE."""
+    _, options = pollers.VARIANTS[variant_name]
+    return "select" in options.values()
 
 
 def reset_connection(sock: socket.socket) -> None:

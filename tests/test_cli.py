@@ -40,6 +40,8 @@ BAD_ARGUMENTS = [
     ["--port", "70000"],
     ["--port", "http"],
     ["--poller", "nonesuch"],
+    ["--reactor", "epoll", "--poller", "asyncio"],
+    ["--reactor", "nosuch"],
     ["--selector", "epoll", "--poller", "asyncio"],
     ["--loop", "uvloop", "--poller", "selectors"],
     ["--selector", "nosuch"],

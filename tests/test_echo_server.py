@@ -28,6 +28,7 @@ from echo_client import (
     reset,
     running_server,
 )
+from helpers import limited_to_fd_setsize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -179,7 +180,7 @@ def test_5000_concurrent_connections(
     limit = raise_descriptor_limit(2 * count + 200)
     if limit < 2 * count + 100:
         pytest.skip(f"RLIMIT_NOFILE hard limit {limit} is too low for {count} connections")
-    refuses_large_descriptors = variant_name == "selectors-select"
+    refuses_large_descriptors = limited_to_fd_setsize(variant_name)
     with running_server(poller) as server:
         clients: List[socket.socket] = []
         try:

@@ -15,6 +15,7 @@ from helpers import (
     READ,
     Recorder,
     Sockets,
+    limited_to_fd_setsize,
     raise_nofile_limit,
     restore_nofile_limit,
     run_passes,
@@ -41,7 +42,7 @@ def many_descriptors() -> Iterator[None]:
 
 
 def _is_select(variant_name: str) -> bool:
-    return variant_name == "selectors-select"
+    return limited_to_fd_setsize(variant_name)
 
 
 @pytest.mark.usefixtures("many_descriptors")

@@ -21,12 +21,20 @@ LINUX_VARIANTS = [
     "selectors-select",
     "asyncio",
     "asyncio-uvloop",
+    "twisted-epoll",
+    "twisted-poll",
+    "twisted-select",
+    "twisted-asyncio",
+    "gevent-libev",
+    "gevent-libuv",
 ]
-HAS_UVLOOP = importlib.util.find_spec("uvloop") is not None
-#: In the emulated kqueue mode (POLLERS_KQUEUE=libkqueue) selectors-kqueue runs here too.
+#: The Linux variants that need an optional package, by package (its extra's name).
+OPTIONAL_PACKAGES = ("uvloop", "twisted", "gevent")
+#: In the emulated kqueue mode (POLLERS_KQUEUE=libkqueue) the kqueue variants run here too.
 KQUEUE_EMULATED = libkqueue_select.installed()
 if KQUEUE_EMULATED:
     LINUX_VARIANTS.insert(LINUX_VARIANTS.index("selectors-epoll") + 1, "selectors-kqueue")
+    LINUX_VARIANTS.insert(LINUX_VARIANTS.index("twisted-asyncio") + 1, "twisted-kqueue")
 
 
 def test_every_variant_is_listed_in_a_stable_order() -> None:
@@ -40,29 +48,38 @@ def test_every_variant_is_listed_in_a_stable_order() -> None:
         "selectors-devpoll",
         "asyncio",
         "asyncio-uvloop",
+        "twisted-epoll",
+        "twisted-poll",
+        "twisted-select",
+        "twisted-asyncio",
+        "twisted-kqueue",
+        "gevent-libev",
+        "gevent-libuv",
     ]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux variant list")
-def test_linux_runs_seven_variants_and_names_the_platform_for_the_rest() -> None:
-    """All seven with uvloop installed (CPython); without it (PyPy) the uvloop ones say so.
-
-    Eight in the emulated kqueue mode, where kqueue is libkqueue's."""
+def test_linux_runs_its_variants_and_names_the_platform_or_package_for_the_rest() -> None:
+    """Every Linux variant runs where its optional package is installed; without it
+    (uvloop on PyPy, an environment without the extra) the variant names the package.
+    The kqueue variants run too in the emulated kqueue mode, where kqueue is libkqueue's."""
     reasons = {v.name: v.reason for v in pollers.variants() if not v.runs_here}
-    uvloop_variants = [name for name in LINUX_VARIANTS if name.endswith("-uvloop")]
-    if HAS_UVLOOP:
-        assert pollers.available() == LINUX_VARIANTS
-    else:
-        assert pollers.available() == [n for n in LINUX_VARIANTS if n not in uvloop_variants]
-        for name in uvloop_variants:
-            assert "uvloop" in (reasons.pop(name) or "")
-    unavailable = ["selectors-devpoll"] + ([] if KQUEUE_EMULATED else ["selectors-kqueue"])
-    assert sorted(reasons) == unavailable
+    missing = [p for p in OPTIONAL_PACKAGES if importlib.util.find_spec(p) is None]
+    absent = [name for name in LINUX_VARIANTS if any(p in name for p in missing)]
+    assert pollers.available() == [name for name in LINUX_VARIANTS if name not in absent]
+    for package in missing:
+        for name in [name for name in reasons if package in name]:
+            said = reasons.pop(name) or ""
+            assert package in said and f"pollers[{package}]" in said, said
+    expected = {"selectors-devpoll"}
+    if not KQUEUE_EMULATED:
+        expected |= {"selectors-kqueue", "twisted-kqueue"}
+    assert set(reasons) == expected - {n for n in expected if any(p in n for p in missing)}
     for name, reason in reasons.items():
         assert reason is not None
         assert sys.platform in reason, f"{name}: {reason}"
-    if not KQUEUE_EMULATED:
-        assert "BSD" in (reasons["selectors-kqueue"] or "")
+    for name in ("selectors-kqueue", "twisted-kqueue"):
+        assert "BSD" in (reasons.get(name) or "BSD")
     assert "Solaris" in (reasons["selectors-devpoll"] or "")
 
 

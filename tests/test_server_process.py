@@ -22,6 +22,7 @@ from echo_client import (
     recv_exactly,
     variant_arguments,
 )
+from helpers import limited_to_fd_setsize
 
 MiB = 1024 * 1024
 
@@ -68,7 +69,7 @@ def test_idle_connection_memory(server_process: ServerProcess, variant_name: str
     left out.
     """
     # select() cannot watch descriptors >= FD_SETSIZE (1024): measure it below that.
-    count = 450 if variant_name == "selectors-select" else 2000
+    count = 450 if limited_to_fd_setsize(variant_name) else 2000
     raise_descriptor_limit(2 * count + 500)
     clients: List[socket.socket] = []
     readings = []

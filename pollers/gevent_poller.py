@@ -1,0 +1,263 @@
+"""The ``gevent`` family: descriptors through the watchers of a gevent loop of its own.
+
+Each poller makes a private, non-default loop object of the chosen
+implementation (``libev``: ``gevent.libev.corecext.loop``, or its cffi build on
+PyPy; ``libuv``: ``gevent.libuv.loop.loop``; the names ``gevent.config.loop``
+knows them by), and never touches gevent's hub, its default loop or the
+standard library (nothing is monkey-patched). It uses the loop's own watchers:
+
+- one ``loop.io(fd, events)`` watcher per registration with interest, started
+  with ``pass_events`` so that its callback gets the ready bits; READ and WRITE
+  ready together arrive as one call with both bits. A new interest stops the
+  watcher, changes its mask and starts it again (libev refuses to change an
+  active watcher); stopping a watcher clears its pending event, so a dropped
+  interest is never delivered from a batch already fetched (behaviour 3);
+- one ``loop.timer`` armed for the earliest deadline of our timer heap (which
+  keeps equal deadlines in order);
+- one ``loop.async_`` watcher that ``call_soon_threadsafe`` sends to;
+- ``loop.signal`` watchers for `add_signal_handler`.
+
+The poller drives the loop one pass at a time (``loop.run(once=True)``, or
+``nowait=True`` when callbacks are queued or `stop` was called), then runs the
+queued callbacks and the due timers, as the selectors family does.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import math
+import signal
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+
+from .base import READ, WRITE, Callback, Poller, Registration
+from .family import Family, Option, VariantSpec
+
+#: ``loop=`` choice -> the loop classes gevent offers for it, in gevent's order of preference.
+LOOP_CLASSES: Dict[str, Tuple[str, ...]] = {
+    "libev": ("gevent.libev.corecext", "gevent.libev.corecffi"),
+    "libuv": ("gevent.libuv.loop",),
+}
+LOOP_RUNS_ON = {
+    "libev": "CPython with gevent (Linux, macOS)",
+    "libuv": "CPython with gevent and cffi (Linux, macOS)",
+}
+#: What to install, and where it can be: the extra's marker, as ``pyproject.toml`` says.
+_INSTALL_HINT = "pip install 'pollers[gevent]' (CPython on Linux and macOS)"
+
+#: The loops' own bits (libev's EV_READ and EV_WRITE; libuv's UV_READABLE and
+#: UV_WRITABLE have the same values) <-> ours.
+_LOOP_READ, _LOOP_WRITE = 1, 2
+_TO_LOOP = {READ: _LOOP_READ, WRITE: _LOOP_WRITE, READ | WRITE: _LOOP_READ | _LOOP_WRITE}
+#: Indexed by the reported bits masked with 3 (libev adds EV_ERROR, libuv UV_DISCONNECT,
+#: to a readiness that the handler learns about from the socket call that fails).
+_FROM_LOOP = (0, READ, WRITE, READ | WRITE)
+
+
+def _loop_class(kind: str) -> Any:
+    """The loop class for ``kind``; ImportError (naming what failed) if none imports."""
+    errors: List[str] = []
+    for module_name in LOOP_CLASSES[kind]:
+        try:
+            return importlib.import_module(module_name).loop
+        except ImportError as exc:
+            errors.append(f"{module_name}: {exc}")
+    raise ImportError("; ".join(errors))
+
+
+def gevent_unavailable_reason(kind: str) -> Optional[str]:
+    """None if gevent's ``kind`` loop can be made here, else why not."""
+    if kind not in LOOP_CLASSES:
+        return f"unknown gevent loop {kind!r}; choose from {', '.join(LOOP_CLASSES)}"
+    try:
+        import gevent  # noqa: F401
+    except ImportError as exc:
+        return f"gevent is not installed ({exc}); {_INSTALL_HINT}"
+    try:
+        _loop_class(kind)
+    except ImportError as exc:
+        return f"gevent's {kind} loop does not import here ({exc}); {_INSTALL_HINT}"
+    return None
+
+
+class GeventPoller(Poller):
+    """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
+
+    def __init__(self, loop: str = "libev") -> None:
+        super().__init__()
+        reason = gevent_unavailable_reason(loop)
+        if reason is not None:
+            raise ValueError(reason)
+        self.name = f"gevent-{loop}"
+        self._loop: Any = _loop_class(loop)(default=False)
+        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
+        self._stopping = False
+        self._escaped: Optional[BaseException] = None
+        self._timer: Any = None
+        self._timer_for: Optional[float] = None
+        self._waker: Any = self._loop.async_()
+        self._waker.start(self._on_wake)
+        self._signal_watchers: Dict[int, Any] = {}
+        #: Every io watcher started and not yet stopped, for `_backend_close`.
+        self._io_watchers: Set[Any] = set()
+        self._old_signal_handlers: Dict[int, Any] = {}
+
+    # -- descriptors -------------------------------------------------------
+
+    def _on_ready(self, revents: int, registration: Registration) -> None:
+        """An io watcher's callback: deliver the ready bits within the current interest."""
+        events = _FROM_LOOP[revents & 3] & registration.events
+        if events:
+            try:
+                registration.handler(registration.fileobj, events)
+            except Exception:
+                self._dispatch_failed(registration)
+            except BaseException as exc:  # the loop would print and swallow it
+                self._escaped = exc
+                self._loop.break_()
+
+    def _start_watcher(self, registration: Registration, events: int) -> None:
+        watcher = self._loop.io(registration.fd, _TO_LOOP[events])
+        watcher.start(self._on_ready, registration, pass_events=True)
+        registration.backend_data = watcher
+        self._io_watchers.add(watcher)
+
+    def _stop_watcher(self, registration: Registration) -> None:
+        watcher = registration.backend_data
+        if watcher is not None:
+            registration.backend_data = None
+            self._io_watchers.discard(watcher)
+            watcher.stop()
+            watcher.close()
+
+    def _backend_register(self, registration: Registration) -> None:
+        if registration.events:
+            self._start_watcher(registration, registration.events)
+
+    def _backend_modify(self, registration: Registration, events: int) -> None:
+        # A new watcher each time rather than a new mask on the old one: libev refuses
+        # to change an active watcher, and a watcher made anew takes the descriptor as
+        # it is now (closed and its number reused, say) on either loop.
+        self._stop_watcher(registration)
+        if events:
+            self._start_watcher(registration, events)
+
+    def _backend_unregister(self, registration: Registration) -> None:
+        self._stop_watcher(registration)
+
+    # -- callbacks, timers, signals ------------------------------------------
+
+    def call_soon(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._ready.append((callback, args))  # deque.append is atomic
+        waker = self._waker
+        if waker is not None:
+            waker.send()
+
+    def _on_wake(self) -> None:
+        pass  # its only job was to end the wait
+
+    def _backend_first_deadline_changed(self, when: float) -> None:
+        pass  # armed before each wait, see `_arm`
+
+    def _arm(self, when: float) -> None:
+        """Make sure a loop timer ends the wait by ``when`` (our clock)."""
+        if self._timer_for is not None and self._timer_for <= when:
+            return
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+        self._loop.update_now()  # libev measures ``after`` from its cached time
+        # Whole milliseconds, rounded up: libuv counts in them, and a wait that ends
+        # early only spins.
+        delay = math.ceil(max(0.0, when - time.monotonic()) * 1e3) * 1e-3
+        self._timer = self._loop.timer(delay)
+        self._timer.start(self._on_timer)
+        self._timer_for = when
+
+    def _on_timer(self) -> None:
+        self._timer_for = None
+
+    def _backend_add_signal_handler(
+        self, sig: int, callback: Callback, args: Tuple[Any, ...]
+    ) -> None:
+        watcher = self._signal_watchers.pop(sig, None)
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+        else:
+            # The loop installs its own C handler; on close the Python one comes back.
+            self._old_signal_handlers.setdefault(sig, signal.getsignal(sig))
+        watcher = self._loop.signal(sig)
+        ready = self._ready
+        watcher.start(lambda: ready.append((callback, args)))
+        self._signal_watchers[sig] = watcher
+
+    # -- running -----------------------------------------------------------
+
+    def _backend_run(self) -> None:
+        run_loop: Callable[..., Any] = self._loop.run
+        ready = self._ready
+        timers = self._timers
+        run_callback = self._run_callback
+        try:
+            while True:
+                if ready or self._stopping:  # stop() before run(): one pass, no waiting
+                    run_loop(nowait=True)
+                else:
+                    deadline = timers.first_deadline()
+                    if deadline is not None:
+                        self._arm(deadline)
+                    run_loop(once=True)
+                escaped, self._escaped = self._escaped, None
+                if escaped is not None:
+                    raise escaped
+                # Callbacks queued so far run before the timers due now, as on asyncio.
+                for _ in range(len(ready)):
+                    callback, args = ready.popleft()
+                    run_callback(callback, args)
+                if timers:
+                    self._run_due_timers()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+
+    def stop(self) -> None:
+        self._check_usable()
+        self._stopping = True
+
+    def _backend_close(self) -> None:
+        watchers = [self._waker, self._timer, *self._signal_watchers.values()]
+        watchers += self._io_watchers
+        self._io_watchers.clear()
+        self._waker = self._timer = None
+        for watcher in watchers:
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+        for sig, previous in self._old_signal_handlers.items():
+            if previous is not None:
+                signal.signal(sig, previous)
+        self._signal_watchers.clear()
+        self._ready.clear()
+        self._loop.destroy()
+
+
+FAMILY = Family(
+    name="gevent",
+    summary="io, timer, async and signal watchers of a private gevent loop (no hub, no patching)",
+    options=(Option("loop", tuple(LOOP_CLASSES), "libev", "gevent loop"),),
+    variants=tuple(
+        VariantSpec(f"gevent-{kind}", {"loop": kind}, runs_on)
+        for kind, runs_on in LOOP_RUNS_ON.items()
+    ),
+    factory=GeventPoller,
+    libraries=("gevent",),
+    unavailable_reason=lambda options: gevent_unavailable_reason(options["loop"]),
+)

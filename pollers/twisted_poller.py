@@ -1,0 +1,515 @@
+"""The ``twisted`` family: descriptors through a Twisted reactor's ``IReactorFDSet``.
+
+Each poller makes its own reactor *instance* (``EPollReactor()``,
+``PollReactor()``, ``SelectReactor()``, ``KQueueReactor()``, or
+``AsyncioSelectorReactor`` over a private asyncio loop), as Twisted's own
+``ReactorBuilder`` tests do; the process-wide ``twisted.internet.reactor`` is
+never installed or touched. Every registration is one `_Descriptor`, the
+object Twisted watches (``fileno``, ``doRead``, ``doWrite``, ``connectionLost``,
+``logPrefix``), added and removed with ``addReader``/``addWriter``/
+``removeReader``/``removeWriter`` as its interest changes.
+
+The poller drives the reactor itself rather than calling ``reactor.run()``:
+a reactor is not restartable, and ``run()`` installs signal handlers. The
+poll-like reactors are driven as their ``mainLoop`` drives them, one
+``doIteration(timeout)`` and ``runUntilCurrent()`` per pass, with the timeout
+taken from our timer heap; the asyncio reactor is driven by running its loop.
+
+Where Twisted itself disconnects a descriptor (a hang-up or error reported
+without readable data, a descriptor that ``select()`` refuses), it calls
+``connectionLost`` after removing it from the reactor: that is delivered as
+readiness for the current interest (contract behaviour 4), and the interest is
+put back, since the descriptor is still registered with us and level-triggered.
+What Twisted leaves inconsistent when a descriptor was closed or its number
+reused while registered (a kernel call that fails half-way through its
+bookkeeping) is cleaned up by `_forget`, per reactor (behaviour 5).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import signal
+import sys
+import time
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from .base import READ, WRITE, Callback, Poller, Registration
+from .family import Family, Option, VariantSpec
+from .kernel import forget_stale_entry, loop_selector
+from .loop_base import LoopBackedPoller
+from .selector_poller import FD_SETSIZE
+
+#: ``--reactor`` choice -> (module, class) in ``twisted.internet``.
+REACTOR_CLASSES: Dict[str, Tuple[str, str]] = {
+    "epoll": ("epollreactor", "EPollReactor"),
+    "poll": ("pollreactor", "PollReactor"),
+    "select": ("selectreactor", "SelectReactor"),
+    "asyncio": ("asyncioreactor", "AsyncioSelectorReactor"),
+    "kqueue": ("kqreactor", "KQueueReactor"),
+}
+REACTOR_PLATFORMS: Dict[str, str] = {
+    "epoll": "Linux",
+    "poll": "POSIX systems",
+    "select": "every platform (descriptors below 1024)",
+    "asyncio": "every platform",
+    "kqueue": "FreeBSD, macOS and the other BSDs",
+}
+_KERNEL_CALL: Dict[str, str] = {"epoll": "epoll", "poll": "poll", "kqueue": "kqueue"}
+
+
+def default_reactor() -> str:
+    """The reactor Twisted itself picks here (``twisted.internet.default``):
+    epoll on Linux, poll on the other POSIX systems but macOS, select elsewhere."""
+    import select
+
+    if sys.platform.startswith("linux") and hasattr(select, "epoll"):
+        return "epoll"
+    if sys.platform != "darwin" and sys.platform != "win32" and hasattr(select, "poll"):
+        return "poll"
+    return "select"
+
+
+def twisted_unavailable_reason(reactor: str) -> Optional[str]:
+    """None if the Twisted reactor ``reactor`` can be made here, else why not."""
+    if reactor not in REACTOR_CLASSES and reactor != "auto":
+        return f"unknown reactor {reactor!r}; choose from auto, {', '.join(REACTOR_CLASSES)}"
+    try:
+        import twisted  # noqa: F401
+    except ImportError as exc:
+        return f"twisted is not installed ({exc}); pip install 'pollers[twisted]'"
+    if reactor == "auto":
+        return None
+    import select
+
+    call = _KERNEL_CALL.get(reactor)
+    if call is not None and not hasattr(select, call):
+        return (
+            f"the Twisted {reactor} reactor needs {REACTOR_PLATFORMS[reactor]}; "
+            f"this platform is {sys.platform}"
+        )
+    return None
+
+
+def _reactor_class(reactor: str) -> Any:
+    module, name = REACTOR_CLASSES[reactor]
+    return getattr(importlib.import_module(f"twisted.internet.{module}"), name)
+
+
+def _kqueue_forget(kq: Any, fd: int) -> None:
+    """Delete both of ``fd``'s filters from the kqueue ``kq``, whichever exist."""
+    if sys.platform != "linux" and sys.platform != "win32":
+        import select
+
+        for kernel_filter in (select.KQ_FILTER_READ, select.KQ_FILTER_WRITE):
+            try:
+                kq.control([select.kevent(fd, kernel_filter, select.KQ_EV_DELETE)], 0, 0)
+            except OSError:
+                pass
+
+
+class _Descriptor:
+    """What the reactor watches for one registration (Twisted's ``IReadDescriptor``
+    and ``IWriteDescriptor``).
+
+    ``mask`` is what ``doRead``/``doWrite`` deliver: the registration's current
+    interest, or 0 while a registration made during a batch waits for that batch
+    to end (events of the batch were fetched for an earlier holder of the
+    number). ``watching`` is what the reactor has been given.
+    """
+
+    __slots__ = ("fd", "fileobj", "handler", "mask", "poller", "registration", "watching")
+
+    def __init__(self, poller: _TwistedFDSet, registration: Registration) -> None:
+        self.poller = poller
+        self.registration = registration
+        self.fd = registration.fd
+        self.fileobj = registration.fileobj
+        self.handler = registration.handler
+        self.mask = registration.events
+        self.watching = 0
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def logPrefix(self) -> str:
+        return "pollers"
+
+    def doRead(self) -> None:
+        if self.mask & READ:
+            try:
+                self.handler(self.fileobj, READ)
+            except Exception:
+                self.poller._dispatch_failed(self.registration)
+            except BaseException as exc:
+                self.poller._escape(exc)
+
+    def doWrite(self) -> None:
+        if self.mask & WRITE:
+            try:
+                self.handler(self.fileobj, WRITE)
+            except Exception:
+                self.poller._dispatch_failed(self.registration)
+            except BaseException as exc:
+                self.poller._escape(exc)
+
+    def connectionLost(self, reason: object) -> None:
+        """Twisted removed us from the reactor after a hang-up, an error or a descriptor
+        it could not watch: deliver that as readiness, then watch again."""
+        self.watching = 0
+        poller = self.poller
+        events = self.mask
+        if events:
+            try:
+                self.handler(self.fileobj, events)
+            except Exception:
+                poller._dispatch_failed(self.registration)
+            except BaseException as exc:
+                poller._escape(exc)
+        poller._rewatch(self)
+
+    def __repr__(self) -> str:
+        return f"<pollers descriptor {self.fd} mask={self.mask:#x}>"
+
+
+class _TwistedFDSet(Poller):
+    """Registrations as `_Descriptor` objects in ``self._reactor``'s IReactorFDSet."""
+
+    _reactor: Any
+    _reactor_kind: str
+
+    def _init_fdset(self, reactor: Any, kind: str) -> None:
+        self._reactor = reactor
+        self._reactor_kind = kind
+        self.name = f"twisted-{kind}"
+        self._escaped: Optional[BaseException] = None
+        #: Descriptors registered while a batch is dispatched (see `_Descriptor.mask`).
+        self._fresh: List[_Descriptor] = []
+        self._dispatching = False
+
+    # -- descriptors -------------------------------------------------------
+
+    def _backend_register(self, registration: Registration) -> None:
+        if self._reactor_kind == "select" and registration.fd >= FD_SETSIZE:
+            raise ValueError(
+                f"descriptor {registration.fd} is too large for select(), which only "
+                f"handles descriptors below FD_SETSIZE ({FD_SETSIZE}); use epoll, kqueue or poll"
+            )
+        descriptor = _Descriptor(self, registration)
+        registration.backend_data = descriptor
+        if self._dispatching:
+            descriptor.mask = 0
+            self._fresh.append(descriptor)
+        try:
+            self._watch(descriptor, registration.events)
+        except BaseException:
+            self._forget(descriptor)
+            raise
+
+    def _backend_modify(self, registration: Registration, events: int) -> None:
+        descriptor: _Descriptor = registration.backend_data
+        if not (self._dispatching and descriptor in self._fresh):
+            descriptor.mask = events  # (a fresh one gets its interest when the batch ends)
+        self._watch(descriptor, events)
+
+    def _backend_unregister(self, registration: Registration) -> None:
+        descriptor: _Descriptor = registration.backend_data
+        descriptor.mask = 0
+        try:
+            self._watch(descriptor, 0)
+        except Exception:  # closed meanwhile: nothing left to watch
+            self._forget(descriptor)
+
+    def _escape(self, exc: BaseException) -> None:
+        """A handler raised a BaseException that is not an Exception (KeyboardInterrupt,
+        SystemExit): the poll-like reactors would log and swallow it, so keep it for
+        `_end_batch` to raise out of `run`."""
+        self._escaped = exc
+
+    def _rewatch(self, descriptor: _Descriptor) -> None:
+        """After ``connectionLost``: watch again if still registered (level-triggered)."""
+        registration = descriptor.registration
+        if (
+            not self._closed
+            and self._registrations.get(descriptor.fd) is registration
+            and registration.events
+        ):
+            try:
+                self._watch(descriptor, registration.events)
+            except Exception:
+                self._dispatch_failed(registration)
+
+    def _watch(self, descriptor: _Descriptor, wanted: int) -> None:
+        """Make the reactor watch ``descriptor`` for ``wanted``.
+
+        A reactor call that fails here met a stale registration of this number
+        (the descriptor was closed, perhaps its number reused or a dup keeping the
+        old kernel entry alive) and may have left the reactor's tables half
+        updated: forget every trace of the number and add the interest again once.
+        """
+        try:
+            self._apply(descriptor, wanted)
+        except (OSError, ValueError, KeyError):
+            self._forget(descriptor)
+            self._apply(descriptor, wanted)
+
+    def _apply(self, descriptor: _Descriptor, wanted: int) -> None:
+        reactor = self._reactor
+        have = descriptor.watching
+        if wanted & READ and not have & READ:
+            reactor.addReader(descriptor)
+            descriptor.watching |= READ
+        if wanted & WRITE and not have & WRITE:
+            reactor.addWriter(descriptor)
+            descriptor.watching |= WRITE
+        if have & READ and not wanted & READ:
+            reactor.removeReader(descriptor)
+            descriptor.watching &= ~READ
+        if have & WRITE and not wanted & WRITE:
+            reactor.removeWriter(descriptor)
+            descriptor.watching &= ~WRITE
+
+    def _forget(self, descriptor: _Descriptor) -> None:
+        """Remove every trace of ``descriptor`` from the reactor's tables and the kernel."""
+        reactor = self._reactor
+        fd = descriptor.fd
+        kind = self._reactor_kind
+        descriptor.watching = 0
+        if kind == "select":
+            reactor._reads.discard(descriptor)
+            reactor._writes.discard(descriptor)
+            return
+        if kind == "asyncio":
+            reactor._readers.pop(descriptor, None)
+            reactor._writers.pop(descriptor, None)
+            loop = reactor._asyncioEventloop
+            for remove in (loop.remove_reader, loop.remove_writer):
+                try:
+                    remove(fd)
+                except (OSError, ValueError):
+                    pass
+            selector = loop_selector(loop)
+            if selector is not None:
+                try:
+                    selector.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+                forget_stale_entry(selector, fd)
+            return
+        if reactor._selectables.get(fd) is not descriptor and fd in reactor._selectables:
+            return  # the number belongs to another descriptor of this reactor
+        reactor._selectables.pop(fd, None)
+        for table in (reactor._reads, reactor._writes):
+            if isinstance(table, dict):
+                table.pop(fd, None)
+            else:
+                table.discard(fd)
+        if kind == "kqueue":
+            _kqueue_forget(reactor._kq, fd)
+        else:
+            try:
+                reactor._poller.unregister(fd)
+            except (OSError, KeyError, ValueError):
+                pass
+
+    def _end_batch(self) -> None:
+        """The batch is over: registrations made during it start receiving events."""
+        self._dispatching = False
+        for descriptor in self._fresh:
+            if self._registrations.get(descriptor.fd) is descriptor.registration:
+                descriptor.mask = descriptor.registration.events
+        self._fresh.clear()
+        escaped, self._escaped = self._escaped, None
+        if escaped is not None:
+            raise escaped
+
+    def _close_reactor(self) -> None:
+        reactor = self._reactor
+        waker = reactor.waker
+        if waker is not None:
+            try:
+                reactor.removeReader(waker)
+            except (OSError, ValueError, KeyError):
+                pass
+            waker.connectionLost(None)
+            reactor.waker = None
+        if self._reactor_kind == "kqueue":
+            reactor._kq.close()
+        elif self._reactor_kind == "epoll":
+            reactor._poller.close()
+
+
+class TwistedPoller(_TwistedFDSet):
+    """A poll-like reactor (epoll, poll, select, kqueue), driven one pass at a time."""
+
+    def __init__(self, reactor: str = "auto") -> None:
+        super().__init__()
+        if reactor == "auto":
+            reactor = default_reactor()
+        reason = twisted_unavailable_reason(reactor)
+        if reason is not None:
+            raise ValueError(reason)
+        if reactor == "asyncio":
+            raise ValueError("use TwistedAsyncioPoller for the asyncio reactor")
+        self._init_fdset(_reactor_class(reactor)(), reactor)
+        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
+        self._stopping = False
+        self._old_wakeup_fd: Optional[int] = None
+        self._old_signal_handlers: Dict[int, Any] = {}
+
+    # -- callbacks ---------------------------------------------------------
+
+    def call_soon(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._ready.append((callback, args))  # deque.append is atomic
+        try:
+            self._reactor.wakeUp()  # what callFromThread does after queueing
+        except (OSError, AttributeError):
+            if not self._closed:
+                raise
+
+    def _backend_first_deadline_changed(self, when: float) -> None:
+        pass  # the loop reads the heap before every wait
+
+    def _backend_add_signal_handler(
+        self, sig: int, callback: Callback, args: Tuple[Any, ...]
+    ) -> None:
+        if self._old_wakeup_fd is None:
+            # As Twisted's own signal handling does: the C-level handler writes to the
+            # reactor's waker, so that a blocked wait returns and the handler runs.
+            self._old_wakeup_fd = signal.set_wakeup_fd(
+                self._reactor.waker.o, warn_on_full_buffer=False
+            )
+        ready = self._ready
+
+        def on_signal(signum: int, frame: Any) -> None:
+            ready.append((callback, args))
+
+        previous = signal.signal(sig, on_signal)
+        self._old_signal_handlers.setdefault(sig, previous)
+
+    # -- running -----------------------------------------------------------
+
+    def _backend_run(self) -> None:
+        reactor = self._reactor
+        iterate: Callable[[Optional[float]], None] = reactor.doIteration
+        run_until_current: Callable[[], None] = reactor.runUntilCurrent
+        twisted_timeout: Callable[[], Optional[float]] = reactor.timeout
+        ready = self._ready
+        timers = self._timers
+        monotonic = time.monotonic
+        run_callback = self._run_callback
+        try:
+            while True:
+                if ready or self._stopping:  # stop() before run(): one pass, no waiting
+                    timeout: Optional[float] = 0.0
+                else:
+                    deadline = timers.first_deadline()
+                    timeout = None if deadline is None else max(0.0, deadline - monotonic())
+                    # Twisted's own delayed calls (a LoopingCall for descriptors that
+                    # epoll refuses, for one), on its clock.
+                    theirs = twisted_timeout()
+                    if theirs is not None and (timeout is None or theirs < timeout):
+                        timeout = theirs
+                self._dispatching = True
+                iterate(timeout)
+                self._end_batch()
+                run_until_current()
+                # Callbacks queued so far run before the timers due now, as on asyncio.
+                for _ in range(len(ready)):
+                    callback, args = ready.popleft()
+                    run_callback(callback, args)
+                if timers:
+                    self._run_due_timers()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+            self._dispatching = False
+            self._fresh.clear()
+
+    def stop(self) -> None:
+        self._check_usable()
+        self._stopping = True
+
+    def _backend_close(self) -> None:
+        if self._old_wakeup_fd is not None:
+            signal.set_wakeup_fd(self._old_wakeup_fd)
+            for sig, previous in self._old_signal_handlers.items():
+                signal.signal(sig, previous)
+        self._ready.clear()
+        self._close_reactor()
+
+
+class TwistedAsyncioPoller(_TwistedFDSet, LoopBackedPoller):
+    """``AsyncioSelectorReactor`` over a private asyncio loop, driven by running that loop.
+
+    The reactor calls each descriptor from an asyncio reader or writer callback,
+    and asyncio's own handle cancellation drops the events of a descriptor
+    removed during a batch; timers are our heap on one loop timer, as on the
+    asyncio family.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+
+        reason = twisted_unavailable_reason("asyncio")
+        if reason is not None:
+            raise ValueError(reason)
+        LoopBackedPoller.__init__(self, asyncio.new_event_loop())
+        self._init_fdset(_reactor_class("asyncio")(self._asyncio_loop), "asyncio")
+
+    def call_soon(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._asyncio_loop.call_soon(self._run_callback, callback, args)
+
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._asyncio_loop.call_soon_threadsafe(self._run_callback, callback, args)
+
+    def _schedule(self, delay: float, callback: Callback) -> Any:
+        return self._asyncio_loop.call_later(delay, callback)
+
+    def _unschedule(self, handle: Any) -> None:
+        handle.cancel()
+
+    def _escape(self, exc: BaseException) -> None:
+        raise exc  # asyncio's loop lets it out of run_forever()
+
+    def _backend_run(self) -> None:
+        self._asyncio_loop.run_forever()
+
+    def stop(self) -> None:
+        self._check_usable()
+        self._asyncio_loop.stop()
+
+    def _backend_close(self) -> None:
+        self._close_reactor()
+        self._asyncio_loop.close()
+
+
+def create_twisted_poller(reactor: str = "auto") -> Poller:
+    """A poller over a new Twisted reactor of kind ``reactor`` (``auto``: Twisted's default)."""
+    if reactor == "asyncio":
+        return TwistedAsyncioPoller()
+    return TwistedPoller(reactor)
+
+
+FAMILY = Family(
+    name="twisted",
+    summary="IReactorFDSet (addReader/addWriter) of a Twisted reactor instance of its own",
+    options=(Option("reactor", ("auto", *REACTOR_CLASSES), "auto", "Twisted reactor"),),
+    variants=tuple(
+        VariantSpec(f"twisted-{kind}", {"reactor": kind}, f"{runs_on}, with Twisted")
+        for kind, runs_on in REACTOR_PLATFORMS.items()
+    ),
+    factory=create_twisted_poller,
+    libraries=("twisted",),
+    unavailable_reason=lambda options: twisted_unavailable_reason(options["reactor"]),
+    # Twisted calls doRead and then doWrite (select: in two sweeps): two dispatches.
+    merges_read_and_write=False,
+)
