@@ -29,7 +29,7 @@ import importlib
 import math
 import signal
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, Option, VariantSpec
@@ -99,8 +99,8 @@ class GeventPoller(Poller):
         self._waker: Any = self._loop.async_()
         self._waker.start(self._on_wake)
         self._signal_watchers: Dict[int, Any] = {}
-        #: Every io watcher started and not yet stopped, for `_backend_close`.
-        self._io_watchers: Set[Any] = set()
+        #: Descriptor number -> its started io watcher (none while its interest is NONE).
+        self._io_watchers: Dict[int, Any] = {}
         self._old_signal_handlers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
@@ -120,14 +120,11 @@ class GeventPoller(Poller):
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
         watcher.start(self._on_ready, registration, pass_events=True)
-        registration.backend_data = watcher
-        self._io_watchers.add(watcher)
+        self._io_watchers[registration.fd] = watcher
 
     def _stop_watcher(self, registration: Registration) -> None:
-        watcher = registration.backend_data
+        watcher = self._io_watchers.pop(registration.fd, None)
         if watcher is not None:
-            registration.backend_data = None
-            self._io_watchers.discard(watcher)
             watcher.stop()
             watcher.close()
 
@@ -234,7 +231,7 @@ class GeventPoller(Poller):
 
     def _backend_close(self) -> None:
         watchers = [self._waker, self._timer, *self._signal_watchers.values()]
-        watchers += self._io_watchers
+        watchers += self._io_watchers.values()
         self._io_watchers.clear()
         self._waker = self._timer = None
         for watcher in watchers:

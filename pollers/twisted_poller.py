@@ -183,6 +183,8 @@ class _TwistedFDSet(Poller):
         self._reactor_kind = kind
         self.name = f"twisted-{kind}"
         self._escaped: Optional[BaseException] = None
+        #: Descriptor number -> what the reactor watches for its registration.
+        self._descriptors: Dict[int, _Descriptor] = {}
         #: Descriptors registered while a batch is dispatched (see `_Descriptor.mask`).
         self._fresh: List[_Descriptor] = []
         self._dispatching = False
@@ -196,7 +198,7 @@ class _TwistedFDSet(Poller):
                 f"handles descriptors below FD_SETSIZE ({FD_SETSIZE}); use epoll, kqueue or poll"
             )
         descriptor = _Descriptor(self, registration)
-        registration.backend_data = descriptor
+        self._descriptors[registration.fd] = descriptor
         if self._dispatching:
             descriptor.mask = 0
             self._fresh.append(descriptor)
@@ -204,16 +206,17 @@ class _TwistedFDSet(Poller):
             self._watch(descriptor, registration.events)
         except BaseException:
             self._forget(descriptor)
+            del self._descriptors[registration.fd]
             raise
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
-        descriptor: _Descriptor = registration.backend_data
+        descriptor = self._descriptors[registration.fd]
         if not (self._dispatching and descriptor in self._fresh):
             descriptor.mask = events  # (a fresh one gets its interest when the batch ends)
         self._watch(descriptor, events)
 
     def _backend_unregister(self, registration: Registration) -> None:
-        descriptor: _Descriptor = registration.backend_data
+        descriptor = self._descriptors.pop(registration.fd)
         descriptor.mask = 0
         try:
             self._watch(descriptor, 0)
@@ -324,6 +327,7 @@ class _TwistedFDSet(Poller):
             raise escaped
 
     def _close_reactor(self) -> None:
+        self._descriptors.clear()
         reactor = self._reactor
         waker = reactor.waker
         if waker is not None:

@@ -142,7 +142,9 @@ def build_parser() -> OneLineParser:
         + ". Listening options add up; with none, --host and --port apply "
         "(and the sockets systemd passes, LISTEN_FDS, are always used).",
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="show the versions and exit"
+    )
     parser.add_argument(
         "--list-pollers",
         action="store_true",
@@ -241,6 +243,14 @@ def library_versions() -> Dict[str, Optional[str]]:
                 except metadata.PackageNotFoundError:
                     versions[name] = None
     return versions
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: `version_text` on one line (argparse's own action wraps it)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_text())
+        parser.exit(0)
 
 
 def _option_help(name: str, families: Sequence[str]) -> str:
