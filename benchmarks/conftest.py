@@ -62,7 +62,7 @@ from .harness import (
 from .targets import TARGETS, Interpreter, Target, probe
 
 FD_SETSIZE = 1024
-SELECT_TARGETS = ("selectors-select",)
+SELECT_TARGETS = ("selectors-select", "twisted-select")
 #: Below this measured window (seconds) a run is the cheap mode: code paths, not figures.
 CHEAP_DURATION = 1.0
 FULL_ROUNDS = 6

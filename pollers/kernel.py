@@ -24,6 +24,20 @@ from __future__ import annotations
 import selectors
 from typing import Any, Callable, List, Optional, Tuple
 
+#: select(2) cannot watch a descriptor at or above FD_SETSIZE, which is 1024 on
+#: Linux (glibc) and FreeBSD; CPython does not export the constant.
+FD_SETSIZE = 1024
+
+
+def check_select_limit(fd: int) -> None:
+    """ValueError, saying why, if select(2) cannot watch descriptor ``fd``."""
+    if fd >= FD_SETSIZE:
+        raise ValueError(
+            f"descriptor {fd} is too large for select(), which only handles "
+            f"descriptors below FD_SETSIZE ({FD_SETSIZE}); use epoll, kqueue or poll"
+        )
+
+
 #: ``poll(timeout, maxevents)`` of a ``select.epoll`` object.
 EpollWait = Callable[[float, int], List[Tuple[int, int]]]
 #: ``poll(timeout_ms)`` of a ``select.poll`` or ``select.devpoll`` object.

@@ -20,7 +20,13 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, Option, VariantSpec
-from .kernel import EpollWait, PollWait, forget_stale_entry, wait_of
+from .kernel import (
+    EpollWait,
+    PollWait,
+    check_select_limit,
+    forget_stale_entry,
+    wait_of,
+)
 
 _SELECTOR_CLASSES: Dict[str, str] = {
     "epoll": "EpollSelector",
@@ -37,9 +43,6 @@ SELECTOR_PLATFORMS: Dict[str, str] = {
     "devpoll": "Solaris and illumos",
 }
 
-#: select(2) cannot watch a descriptor at or above FD_SETSIZE, which is 1024 on
-#: Linux (glibc) and FreeBSD; CPython does not export the constant.
-FD_SETSIZE = 1024
 
 _TO_SELECTOR = {
     0: 0,
@@ -385,11 +388,7 @@ class SelectSelectorPoller(SelectorPoller):
     """select(2): refuses descriptors at or above FD_SETSIZE when they are registered."""
 
     def _backend_register(self, registration: Registration) -> None:
-        if registration.fd >= FD_SETSIZE:
-            raise ValueError(
-                f"descriptor {registration.fd} is too large for select(), which only "
-                f"handles descriptors below FD_SETSIZE ({FD_SETSIZE}); use epoll, kqueue or poll"
-            )
+        check_select_limit(registration.fd)
         super()._backend_register(registration)
 
 

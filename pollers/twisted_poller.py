@@ -36,9 +36,8 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, Option, VariantSpec
-from .kernel import forget_stale_entry, loop_selector
+from .kernel import check_select_limit, forget_stale_entry, loop_selector
 from .loop_base import LoopBackedPoller
-from .selector_poller import FD_SETSIZE
 
 #: ``--reactor`` choice -> (module, class) in ``twisted.internet``.
 REACTOR_CLASSES: Dict[str, Tuple[str, str]] = {
@@ -192,11 +191,8 @@ class _TwistedFDSet(Poller):
     # -- descriptors -------------------------------------------------------
 
     def _backend_register(self, registration: Registration) -> None:
-        if self._reactor_kind == "select" and registration.fd >= FD_SETSIZE:
-            raise ValueError(
-                f"descriptor {registration.fd} is too large for select(), which only "
-                f"handles descriptors below FD_SETSIZE ({FD_SETSIZE}); use epoll, kqueue or poll"
-            )
+        if self._reactor_kind == "select":
+            check_select_limit(registration.fd)
         descriptor = _Descriptor(self, registration)
         self._descriptors[registration.fd] = descriptor
         if self._dispatching:

@@ -23,7 +23,7 @@ from helpers import (
 )
 
 from pollers import Events, Poller
-from pollers.selector_poller import FD_SETSIZE
+from pollers.kernel import FD_SETSIZE
 
 PAIRS = 2500  # 5,000 descriptors
 #: Room for the pairs plus what the interpreter, pytest and the poller hold open.
