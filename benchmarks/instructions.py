@@ -40,7 +40,6 @@ class _Owner:
         self.poller = poller
         self.limits = limits
         self.read_buffer = memoryview(mmap.mmap(-1, limits.buffer_size))  # as EchoServer
-        self.draining = False
 
     def connection_closed(self, connection: Any) -> None:
         raise AssertionError("no connection closes during the count")

@@ -3,11 +3,10 @@ in a checkout).
 
 Prints ``listening on ADDRESS...`` (every listening socket, on one line:
 ``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``) to stdout once it accepts
-connections. SIGINT/SIGTERM stop accepting and drain: each connection that owes
-nothing ends at once (its client gets what it had sent, then EOF), those still
-owed bytes are served until they owe nothing, for up to ``--drain-timeout``
-seconds; then exit 0. A second signal (or SIGQUIT) closes everything at once.
-Counters are logged at exit.
+connections. SIGINT/SIGTERM stop accepting and drain: each connection ends once
+it owes nothing and is quiet (`EchoServer.drain`: its client gets every byte it
+sent, then EOF), for up to ``--drain-timeout`` seconds; then exit 0. A second
+signal (or SIGQUIT) closes everything at once. Counters are logged at exit.
 
 Where it listens: ``--host``/``--port`` (default 127.0.0.1:7007), or any number of
 ``--bind HOST:PORT|[IPV6]:PORT|unix:PATH|fd://N``, ``--unix PATH``, ``--fd N``,
@@ -35,7 +34,7 @@ from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
 import pollers
 from pollers.registry import FAMILY_DECLARATIONS, command_line_options
 
-from .echo_server import DrainStart, EchoServer
+from .echo_server import DRAIN_QUIET, DrainStart, EchoServer
 from .endpoints import (
     Endpoint,
     FdEndpoint,
@@ -437,18 +436,17 @@ def _cannot_listen(exc: ListenError) -> int:
 
 def describe_drain(why: str, started: DrainStart, timeout: float, is_worker: bool) -> str:
     """The log line of a drain: how many connections, why, and how to stop waiting."""
-    ended = f"{started.ended} connection(s) owing nothing closed after their last echo"
-    if not started.waiting:
-        return f"{why}: no longer accepting; {ended}; nothing left to drain"
+    if not started.connections:
+        return f"{why}: no longer accepting; no connection open, nothing to drain"
     now = (
         "a second signal to the supervisor (Ctrl-C again), or SIGQUIT, exits at once"
         if is_worker
         else "a second signal exits at once"
     )
     return (
-        f"{why}: no longer accepting; {ended}; serving {started.waiting} connection(s) until "
-        f"they owe nothing ({started.owed} bytes queued in the server) for up to {timeout:g} s; "
-        f"{now}"
+        f"{why}: no longer accepting; draining {started.connections} connection(s), each ending "
+        f"(FIN) once it owes nothing and is quiet for {DRAIN_QUIET:g} s ({started.owed} bytes "
+        f"queued in the server), for up to {timeout:g} s; {now}"
     )
 
 

@@ -14,10 +14,10 @@ States (`State`):
 ``CLOSED``
     Unregistered and closed; terminal.
 
-When the owner drains (a shutdown), `Connection.shut_down` ends each
-connection as soon as it owes nothing: it echoes what the client already sent,
-then ``shutdown(SHUT_WR)`` and close, so the client gets every byte and EOF.
-A connection still owed bytes is served as usual until it owes nothing.
+When the owner drains (a shutdown) it keeps serving every connection as usual
+and calls `Connection.end_if_quiet` at intervals, which ends a connection once
+it owes nothing and nothing has moved on it since the previous call: then
+``shutdown(SHUT_WR)`` and close, so the client has got every byte and gets EOF.
 
 The transitions live in two places only: `Connection._settle` (the owed byte
 count decides OPEN/PAUSED, and the end of DRAINING) and `Connection.close`
@@ -106,11 +106,6 @@ class ConnectionOwner(Protocol):
         sends (or copies into its `SendQueue`) every chunk before it reads the next.
         """
 
-    @property
-    def draining(self) -> bool:
-        """True once the owner drains: a connection that comes to owe nothing ends
-        (`Connection.shut_down`)."""
-
     def connection_closed(self, connection: Connection) -> None:
         """Called once, when ``connection`` reaches CLOSED."""
 
@@ -163,7 +158,7 @@ class Connection:
         self.state = OPEN
         #: Bytes read from the peer so far; every one of them is either sent or owed.
         self.received = 0
-        #: Used by the owner's idle sweep: last seen `progress` and since when.
+        #: Used by the owner's idle sweep (and its drain): last seen `progress`, since when.
         self.idle_mark = 0
         self.idle_since = 0.0
         self._owner = owner
@@ -280,8 +275,6 @@ class Connection:
             if not pending.size:
                 self._pending = None
         self._settle()
-        if self._pending is None and self.state is OPEN and self._owner.draining:
-            self.shut_down()  # owed something when the drain began, and nothing now
 
     # -- transitions ---------------------------------------------------------
 
@@ -335,32 +328,34 @@ class Connection:
             logger.warning("closing connection fd %d after %s", self.sock.fileno(), exc)
         self.close()
 
-    def shut_down(self) -> None:
-        """The owner drains: end the connection as soon as it owes nothing.
+    def end_if_quiet(self) -> None:
+        """Draining: FIN and close if nothing is owed and nothing moved since the last call.
 
-        If nothing is owed now, echo what the client has already sent (the echo
-        step of `handle`), and once the kernel holds no more of it and nothing is
-        owed, send our FIN (``shutdown(SHUT_WR)``) and close: the client receives
-        every byte it sent, then EOF, never a reset. A connection owed bytes is
-        served as usual; `_flush` calls this again once it owes nothing. DRAINING
-        ends that way by itself. A client that sent more than ``read_budget``
-        is echoed on the following passes.
+        The owner calls it at intervals while it drains, after setting `idle_mark`
+        to `progress` when the drain begins. A connection that owes nothing, on
+        which no byte moved since the previous call, and whose client's bytes the
+        kernel does not hold (a ``MSG_PEEK``) is done: ``shutdown(SHUT_WR)`` and
+        close, so the client has received every byte it sent and gets EOF, never
+        a reset. Anything else is served on as usual and looked at again next
+        time. The quiet interval matters: a client still sending leaves the
+        server's receive queue empty for a moment between two of its writes,
+        and must not be cut off then. (One silent for longer that sends again
+        meets a closed socket, a reset: a byte stream has no message boundary
+        to wait for.) DRAINING ends by itself.
         """
-        if self.state is not OPEN or self._pending is not None:
+        progress = self.progress
+        if progress != self.idle_mark:
+            self.idle_mark = progress
             return
-        self.handle(self.sock, READ)
         if self.state is not OPEN or self._pending is not None:
-            return  # closed, finishing after the peer's EOF, or owed bytes now
+            return  # owed bytes, or finishing after the peer's EOF
         try:
-            self.sock.recv(1, socket.MSG_PEEK)  # does the kernel hold more of it?
+            self.sock.recv(1, socket.MSG_PEEK)  # does the kernel hold more from it?
         except (BlockingIOError, InterruptedError):
             self._finish()  # no: everything it sent is echoed
-            return
         except OSError as exc:
             self._failed(exc)
-            return
-        # More than one pass's budget (or its EOF) is waiting: on with it next pass.
-        self._owner.poller.call_soon(self.shut_down)
+        # else: bytes (or its EOF) are waiting, and `handle` will take them
 
     def close(self) -> None:
         """Unregister and close the socket now, dropping anything owed. Idempotent."""

@@ -19,11 +19,13 @@ nor sent a byte since the sweep that last saw them move; so a connection idle
 for ``idle_timeout`` is closed within about 1.25 times that, and nothing is
 done per event.
 
-Draining (`EchoServer.drain`): the listener closes; a connection that owes
-nothing ends at once (what its client had already sent is read and echoed,
-then FIN and close: the client gets every byte and EOF); one still owed bytes
-is served until it owes nothing (then ends the same way) or the deadline
-passes, when the rest are closed; then the callback runs.
+Draining (`EchoServer.drain`): the listener closes; every connection is
+served as usual and ends (FIN, then close: its client has got every byte and
+gets EOF) once it owes nothing and nothing has moved on it for a whole
+`DRAIN_QUIET` interval; so idle connections end after one interval, a client
+still sending once it stops, and a slow reader once it has read everything. At
+the deadline the rest are closed; then the callback runs. The idle sweep stops
+while draining.
 
 ``max_connections``: while that many are open the listener pauses (new clients
 wait in the kernel's backlog). Reaching the limit and accepting again are logged
@@ -53,6 +55,8 @@ MAX_SWEEP_INTERVAL = 5.0
 MIN_SWEEP_INTERVAL = 0.01
 #: At most one "limit reached" line (and its "accepting again") per this many seconds.
 LIMIT_LOG_INTERVAL = 10.0
+#: While draining, a connection that owes nothing and moved no byte for this long ends.
+DRAIN_QUIET = 0.2
 
 
 class ServerStats(NamedTuple):
@@ -84,14 +88,12 @@ class ServerStats(NamedTuple):
 
 
 class DrainStart(NamedTuple):
-    """What `EchoServer.drain` found: connections ended at once and those it waits for."""
+    """What `EchoServer.drain` found when it began."""
 
-    ended: int
-    """Connections that owed nothing: their clients got what they had sent, then EOF."""
-    waiting: int
-    """Connections still owed bytes, served until they owe nothing or the deadline."""
+    connections: int
+    """Connections open, each served until it owes nothing and is quiet."""
     owed: int
-    """Bytes queued in the server for those (the kernel's buffers may hold more)."""
+    """Bytes queued in the server for them (the kernels' buffers may hold more)."""
 
 
 class EchoServer:
@@ -137,8 +139,9 @@ class EchoServer:
         # mapping alive.
         self.read_buffer = memoryview(mmap.mmap(-1, self.limits.buffer_size))
         self._connection_class = connection_class
-        #: True once `drain` began (`ConnectionOwner.draining`).
+        #: True once `drain` began.
         self.draining = False
+        self._quiet_timer: Optional[Timer] = None
         self.connections: Set[Connection] = set()
         self._listener: Optional[Listener] = None
         self._sweep_timer: Optional[Timer] = None
@@ -199,29 +202,43 @@ class EchoServer:
     def drain(self, timeout: float, callback: Callable[[], Any]) -> DrainStart:
         """Stop accepting, end the connections; ``callback()`` once none is left.
 
-        Each connection that owes nothing ends now: what its client already sent
-        is read and echoed, then FIN and close, so the client receives every byte
-        and EOF (`Connection.shut_down`). One still owed bytes is served until it
-        owes nothing, then ends the same way. At ``timeout`` seconds the
-        connections still open are closed (what they are owed is lost). Returns
-        how many ended now and how many it waits for. Call on the poller's thread,
-        once.
+        Every connection is served as usual and ends once it owes nothing and
+        nothing moved on it for `DRAIN_QUIET` seconds: FIN, then close, so its
+        client has received every byte it sent and gets EOF, never a reset
+        (`Connection.end_if_quiet`). An idle connection ends after one
+        interval, a client still sending once it stops, a slow reader once it
+        has read everything. At ``timeout``
+        seconds the connections still open are closed (what they are owed is
+        lost). Call on the poller's thread, once.
         """
         if self.draining:
             raise RuntimeError("the server is already draining")
         self.draining = True
         self.stop_accepting()
+        if self._sweep_timer is not None:  # the drain's own checks use idle_mark
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         self._on_drained = callback
-        before = len(self.connections)
-        for connection in list(self.connections):
-            connection.shut_down()
-        waiting = len(self.connections)
-        owed = sum(connection.owed for connection in self.connections)
-        if waiting:
+        for connection in self.connections:
+            connection.idle_mark = connection.progress
+        started = DrainStart(
+            connections=len(self.connections),
+            owed=sum(connection.owed for connection in self.connections),
+        )
+        if self.connections:
             self._drain_timer = self.poller.call_later(timeout, self._drain_expired)
+            self._quiet_timer = self.poller.call_later(DRAIN_QUIET, self._end_quiet_connections)
         else:
             self._drained()
-        return DrainStart(ended=before - waiting, waiting=waiting, owed=owed)
+        return started
+
+    def _end_quiet_connections(self) -> None:
+        """Every `DRAIN_QUIET` while draining: end the connections that are done."""
+        self._quiet_timer = None
+        for connection in list(self.connections):
+            connection.end_if_quiet()
+        if self.connections and self._on_drained is not None:
+            self._quiet_timer = self.poller.call_later(DRAIN_QUIET, self._end_quiet_connections)
 
     def close(self) -> None:
         """Stop accepting and close every connection now. Idempotent; poller thread only."""
@@ -229,10 +246,10 @@ class EchoServer:
             return
         self._closed = True
         self.stop_accepting()
-        for timer in (self._sweep_timer, self._drain_timer):
+        for timer in (self._sweep_timer, self._drain_timer, self._quiet_timer):
             if timer is not None:
                 timer.cancel()
-        self._sweep_timer = self._drain_timer = None
+        self._sweep_timer = self._drain_timer = self._quiet_timer = None
         for connection in list(self.connections):
             connection.close()
 
@@ -382,8 +399,9 @@ class EchoServer:
 
     def _drained(self) -> None:
         callback, self._on_drained = self._on_drained, None
-        if self._drain_timer is not None:
-            self._drain_timer.cancel()
-            self._drain_timer = None
+        for timer in (self._drain_timer, self._quiet_timer):
+            if timer is not None:
+                timer.cancel()
+        self._drain_timer = self._quiet_timer = None
         if callback is not None:
             self.poller.call_soon(callback)

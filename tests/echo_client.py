@@ -441,14 +441,20 @@ class Transfer:
 
 
 def receive_all(
-    sock: socket.socket, expected: int, deadline: float, until_eof: bool = False
+    sock: socket.socket,
+    expected: int,
+    deadline: float,
+    until_eof: bool = False,
+    checksum: int = 0,
 ) -> Tuple[int, int]:
-    """Read ``expected`` bytes (then, if ``until_eof``, the EOF); return (count, CRC-32)."""
+    """Read ``expected`` bytes (then, if ``until_eof``, the EOF); return (count, CRC-32).
+
+    ``checksum``: the CRC-32 of what came before, to go on from (the count may exceed
+    ``expected`` by what the last read brought)."""
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
     recv_into = sock.recv_into
     crc32 = zlib.crc32
-    checksum = 0
     got = 0
     while got < expected or until_eof:
         remaining = deadline - time.monotonic()

@@ -164,8 +164,9 @@ def test_signal_with_idle_clients_ends_them_at_once(variant_name: str, signum: i
                 sock.close()
         log = assert_clean_exit(process)
         name = signal_name(signum)
-        assert f"{name}: no longer accepting; 5 connection(s) owing nothing" in log, log
-        assert "nothing left to drain" in log and "bytes_in=39, bytes_out=39" in log, log
+        assert f"{name}: no longer accepting; draining 5 connection(s)" in log, log
+        assert "a second signal exits at once" in log, log
+        assert "drain deadline" not in log and "bytes_in=39, bytes_out=39" in log, log
 
 
 def test_signal_serves_a_client_still_owed_bytes_then_eof(variant_name: str) -> None:
@@ -205,7 +206,7 @@ def test_drain_deadline_then_exit_0(variant_name: str) -> None:
             assert time.monotonic() - started >= 0.3
             assert is_closed_by_peer_after_reading(sock, 20)
         log = assert_clean_exit(process)
-        assert "serving 1 connection(s) until they owe nothing" in log, log
+        assert "draining 1 connection(s), each ending (FIN) once it owes nothing" in log, log
         assert "drain deadline passed" in log, log
 
 
