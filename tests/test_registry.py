@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 import pollers
 from pollers import Poller
+from pollers.registry import FAMILY_DECLARATIONS, resolve
 
 LINUX_VARIANTS = [
     "tornado",
@@ -111,7 +113,15 @@ def test_create_every_available_variant_by_name_and_by_family(variant_name: str)
 
 
 def test_create_family_with_defaults() -> None:
+    """Each family's defaults make a poller, or (its package not installed here, as in
+    another family's tox environment) a ValueError that says why."""
     for family in pollers.FAMILIES:
+        _, options = resolve(family)
+        reason = FAMILY_DECLARATIONS[family].unavailable_reason(options)
+        if reason is not None:
+            with pytest.raises(ValueError, match=re.escape(reason)):
+                pollers.create(family)
+            continue
         with pollers.create(family) as poller:
             assert poller.name.startswith(family)
     with pollers.create("selectors", selector="auto") as poller:
