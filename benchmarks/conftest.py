@@ -47,6 +47,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 import pytest
 
 import pollers
+from pollers.registry import DESCRIPTOR_LIMITS
 
 from .cases import EchoCase
 from .harness import (
@@ -61,8 +62,6 @@ from .harness import (
 )
 from .targets import TARGETS, Interpreter, Target, probe
 
-FD_SETSIZE = 1024
-SELECT_TARGETS = ("selectors-select", "twisted-select")
 #: Below this measured window (seconds) a run is the cheap mode: code paths, not figures.
 CHEAP_DURATION = 1.0
 FULL_ROUNDS = 6
@@ -318,8 +317,9 @@ def _skip_reason(target: Target, case: EchoCase, interpreter: Interpreter,
                  bench: BenchSettings, python: str) -> Optional[str]:
     if target.native and python != bench.pythons[0]:
         return f"{target.name} is compiled: it runs once, under the first --server-python"
-    if target.name in SELECT_TARGETS and case.connections + case.idle + 16 >= FD_SETSIZE:
-        return (f"select(2) cannot watch descriptors at or above FD_SETSIZE ({FD_SETSIZE}); "
+    limit = DESCRIPTOR_LIMITS.get(target.name)
+    if limit is not None and case.connections + case.idle + 16 >= limit:
+        return (f"select(2) cannot watch descriptors at or above FD_SETSIZE ({limit}); "
                 f"{case.connections + case.idle} connections need more")
     return interpreter.reason_unavailable(target)
 

@@ -41,6 +41,9 @@ class VariantSpec:
     options: Mapping[str, str]
     #: Where it runs, for the docs' variant table ("Linux", "CPython with uvloop").
     runs_on: str
+    #: The lowest descriptor number it refuses at ``register`` (select(2)'s
+    #: ``FD_SETSIZE``), or None if it takes any (the contract's behaviour 8).
+    descriptor_limit: Optional[int] = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, Option, VariantSpec
 from .kernel import (
+    FD_SETSIZE,
     EpollWait,
     PollWait,
     check_select_limit,
@@ -435,7 +436,12 @@ FAMILY = Family(
     summary="our own dispatch loop over the stdlib selectors",
     options=(Option("selector", ("auto", *_SELECTOR_CLASSES), "auto", "selector"),),
     variants=tuple(
-        VariantSpec(f"selectors-{kind}", {"selector": kind}, runs_on)
+        VariantSpec(
+            f"selectors-{kind}",
+            {"selector": kind},
+            runs_on,
+            descriptor_limit=FD_SETSIZE if kind == "select" else None,
+        )
         for kind, runs_on in SELECTOR_PLATFORMS.items()
     ),
     factory=create_selector_poller,

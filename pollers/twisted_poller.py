@@ -36,7 +36,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, Option, VariantSpec
-from .kernel import check_select_limit, forget_stale_entry, loop_selector
+from .kernel import FD_SETSIZE, check_select_limit, forget_stale_entry, loop_selector
 from .loop_base import LoopBackedPoller
 
 #: ``--reactor`` choice -> (module, class) in ``twisted.internet``.
@@ -504,7 +504,12 @@ FAMILY = Family(
     summary="IReactorFDSet (addReader/addWriter) of a Twisted reactor instance of its own",
     options=(Option("reactor", ("auto", *REACTOR_CLASSES), "auto", "Twisted reactor"),),
     variants=tuple(
-        VariantSpec(f"twisted-{kind}", {"reactor": kind}, f"{runs_on}, with Twisted")
+        VariantSpec(
+            f"twisted-{kind}",
+            {"reactor": kind},
+            f"{runs_on}, with Twisted",
+            descriptor_limit=FD_SETSIZE if kind == "select" else None,
+        )
         for kind, runs_on in REACTOR_PLATFORMS.items()
     ),
     factory=create_twisted_poller,

@@ -18,8 +18,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import pytest
 
-import pollers
 from pollers import Events, Poller
+from pollers.registry import DESCRIPTOR_LIMITS
 
 READ = int(Events.READ)
 WRITE = int(Events.WRITE)
@@ -167,9 +167,9 @@ class Sockets(contextlib.AbstractContextManager["Sockets"]):
 
 
 def limited_to_fd_setsize(variant_name: str) -> bool:
-    """True for the variants that wait with select(2), which refuse descriptors >= FD_SETSIZE."""
-    _, options = pollers.VARIANTS[variant_name]
-    return "select" in options.values()
+    """True for the variants that wait with select(2), which refuse descriptors >= FD_SETSIZE
+    (as their family declares)."""
+    return variant_name in DESCRIPTOR_LIMITS
 
 
 def reset_connection(sock: socket.socket) -> None:

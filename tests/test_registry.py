@@ -13,7 +13,7 @@ import pytest
 
 import pollers
 from pollers import Poller
-from pollers.registry import FAMILY_DECLARATIONS, resolve
+from pollers.registry import DESCRIPTOR_LIMITS, FAMILY_DECLARATIONS, resolve
 
 LINUX_VARIANTS = [
     "tornado",
@@ -37,6 +37,11 @@ KQUEUE_EMULATED = libkqueue_select.installed()
 if KQUEUE_EMULATED:
     LINUX_VARIANTS.insert(LINUX_VARIANTS.index("selectors-epoll") + 1, "selectors-kqueue")
     LINUX_VARIANTS.insert(LINUX_VARIANTS.index("twisted-asyncio") + 1, "twisted-kqueue")
+
+
+def test_only_the_select_variants_declare_a_descriptor_limit() -> None:
+    """What the conformance and benchmark suites size their descriptor counts by."""
+    assert DESCRIPTOR_LIMITS == {"selectors-select": 1024, "twisted-select": 1024}
 
 
 def test_every_variant_is_listed_in_a_stable_order() -> None:
