@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pollers
+from pollers.registry import FAMILY_DECLARATIONS
 
 from .build import build
 
@@ -98,12 +99,19 @@ VARIANT_TARGETS: Tuple[Target, ...] = tuple(
 TARGETS: Dict[str, Target] = {target.name: target for target in VARIANT_TARGETS + PEERS}
 
 
+#: The modules whose versions the probe reports: the libraries the families declare
+#: (imported by their PyPI names) and the modules the peers need.
+PROBED_MODULES: Tuple[str, ...] = tuple(dict.fromkeys(
+    [name for family in FAMILY_DECLARATIONS.values() for name in family.libraries]
+    + [name for peer in PEERS for name in peer.needs]
+))
+
 _PROBE = r"""
 import json, platform, sys
 info = {"implementation": platform.python_implementation(),
         "version": platform.python_version(), "executable": sys.executable,
         "modules": {}, "variants": {}, "server": None}
-for name in ("tornado", "uvloop", "twisted", "gevent"):
+for name in sys.argv[1:]:  # PROBED_MODULES
     try:
         module = __import__(name)
         version = getattr(module, "version", None)  # Twisted's is an object: use the str
@@ -233,8 +241,8 @@ def probe(python: str) -> Interpreter:
     interpreter = Interpreter(python)
     try:
         build_kqueue_emulation()
-        result = subprocess.run([python, "-c", _PROBE], capture_output=True, text=True,
-                                timeout=60, env=server_env(), cwd=str(REPO_ROOT))
+        result = subprocess.run([python, "-c", _PROBE, *PROBED_MODULES], capture_output=True,
+                                text=True, timeout=60, env=server_env(), cwd=str(REPO_ROOT))
         if result.returncode != 0:
             interpreter.error = (result.stderr.strip().splitlines() or ["failed"])[-1]
         else:
