@@ -26,10 +26,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: ``POLLERS_KQUEUE=libkqueue``: the emulated kqueue mode of the tests. Servers started
 #: with this directory on PYTHONPATH get select.kqueue over libkqueue (test support,
-#: built on first use), so ``selectors-kqueue`` runs on Linux, recorded under this name.
+#: built on first use), so the kqueue variants run on Linux, recorded as ``NAME-libkqueue``.
 KQUEUE_EMULATION_DIR = REPO_ROOT / "tests" / "kqueue_emulation"
-KQUEUE_VARIANT = "selectors-kqueue"
-EMULATED_KQUEUE_NAME = "selectors-kqueue-libkqueue"
+KQUEUE_VARIANTS = ("selectors-kqueue", "twisted-kqueue")
 
 #: The peers every variant is compared with; the first two are the report's baselines.
 RAW_SELECTORS_PEER = "peer-selectors"
@@ -145,18 +144,18 @@ def kqueue_emulated() -> bool:
 def result_name(target: Target) -> str:
     """The name a target's results are recorded and reported under: the kqueue variant
     on libkqueue is ``selectors-kqueue-libkqueue`` (as in the test ids), not FreeBSD's."""
-    if target.name == KQUEUE_VARIANT and kqueue_emulated():
-        return EMULATED_KQUEUE_NAME
+    if target.name in KQUEUE_VARIANTS and kqueue_emulated():
+        return f"{target.name}-libkqueue"
     return target.name
 
 
 def server_env(target: Optional[Target] = None) -> Dict[str, str]:
     """The environment for a server: the repository on PYTHONPATH, unbuffered output,
     and in the emulated kqueue mode the emulation's directory (its sitecustomize) for
-    the kqueue variant (or ``target=None``: the probe), so no other server loads it."""
+    the kqueue variants (or ``target=None``: the probe), so no other server loads it."""
     env = dict(os.environ)
     entries = [str(REPO_ROOT)]
-    if kqueue_emulated() and (target is None or target.name == KQUEUE_VARIANT):
+    if kqueue_emulated() and (target is None or target.name in KQUEUE_VARIANTS):
         entries.append(str(KQUEUE_EMULATION_DIR))
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = os.pathsep.join(entries + ([path] if path else []))

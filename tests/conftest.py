@@ -12,8 +12,9 @@ declaration.
 ``POLLERS_KQUEUE=libkqueue`` is the emulated kqueue mode: ``select.kqueue`` over
 libkqueue (``kqueue_emulation/``, test support) is installed in this session and,
 through that directory's sitecustomize on PYTHONPATH, in every Python subprocess
-the tests start, so ``selectors-kqueue`` runs on Linux. Its test ids say
-``selectors-kqueue-libkqueue``: it is libkqueue, not FreeBSD.
+the tests start, so ``selectors-kqueue`` and ``twisted-kqueue`` run on Linux. Their
+test ids say ``selectors-kqueue-libkqueue`` and ``twisted-kqueue-libkqueue``: it is
+libkqueue, not FreeBSD.
 """
 
 from __future__ import annotations
@@ -70,9 +71,8 @@ def _run_the_installed_server() -> None:
 
 _run_the_installed_server()
 
-#: The variant the emulated mode runs on libkqueue, and the id its tests get.
-EMULATED_VARIANT = "selectors-kqueue"
-EMULATED_ID = f"{EMULATED_VARIANT}-{libkqueue_select.LABEL}"
+#: The variants the emulated mode runs on libkqueue; their tests' ids end in ``-libkqueue``.
+EMULATED_VARIANTS = ("selectors-kqueue", "twisted-kqueue")
 
 _VARIANTS = {variant.name: variant for variant in pollers.variants()}
 
@@ -111,15 +111,17 @@ SELECTED_VARIANTS = _selected_variants()
 
 def variant_id(name: str) -> str:
     """The test id of a variant: the emulated kqueue says so."""
-    return EMULATED_ID if KQUEUE_EMULATED and name == EMULATED_VARIANT else name
+    if KQUEUE_EMULATED and name in EMULATED_VARIANTS:
+        return f"{name}-{libkqueue_select.LABEL}"
+    return name
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "libkqueue_difference(reason): a difference of libkqueue from BSD kqueue, shown "
-        "against libkqueue alone; in the emulated kqueue mode the test's "
-        f"{EMULATED_ID} case is xfail(strict=True) with the reason",
+        "libkqueue_difference(reason, variants=...): a difference of libkqueue from BSD "
+        "kqueue, shown against libkqueue alone; in the emulated kqueue mode the test's "
+        "cases of the kqueue variants (or of those named) are xfail(strict=True) with the reason",
     )
 
 
@@ -131,13 +133,13 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
         callspec = getattr(item, "callspec", None)
         if marker is None or callspec is None:
             continue
-        if callspec.params.get("variant") == EMULATED_VARIANT:
+        if callspec.params.get("variant") in marker.kwargs.get("variants", EMULATED_VARIANTS):
             item.add_marker(pytest.mark.xfail(strict=True, reason=str(marker.args[0])))
 
 
 def pytest_report_header(config: pytest.Config) -> List[str]:
     if KQUEUE_EMULATED:
-        return [f"{EMULATED_ID}: {libkqueue_select.DESCRIPTION}"]
+        return [f"{variant_id(name)}: {libkqueue_select.DESCRIPTION}" for name in EMULATED_VARIANTS]
     return []
 
 
