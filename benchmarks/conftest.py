@@ -95,8 +95,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="flock this file while each echo case runs (env BENCH_LOCK)")
 
 
+#: The load average when the session began (pytest-benchmark asks for the machine's
+#: facts only when it saves the JSON, at the end).
+LOAD_AT_START = pytest.StashKey[Optional[List[float]]]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Create the folder of ``--benchmark-json`` (``reports/`` is not in a fresh clone)."""
+    config.stash[LOAD_AT_START] = _load_average()
     path = config.getoption("benchmark_json", None)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -374,6 +380,8 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
             "setting": setting,
             "server_env": " ".join(f"{k}={v}" for k, v in sorted((server_env or {}).items())),
             "close_one_first": close_one_first,
+            # How busy the machine was: the 1-minute load average as this run ended.
+            "load_average_1min": _one_minute_load(),
         })
         label = f"{target.name} ({result.interpreter})" + (f" [{setting}]" if setting else "")
         progress(pytestconfig, f"  r{bench_round} {case.group:<48} {label:<45} "
@@ -427,6 +435,11 @@ def _load_average() -> Optional[List[float]]:
         return None
 
 
+def _one_minute_load() -> Optional[float]:
+    loads = _load_average()
+    return loads[0] if loads else None
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config,
                                          machine_info: Dict[str, Any]) -> None:
     """Add what the report shows at its top: CPU, kernel, interpreters, package versions."""
@@ -443,7 +456,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "warmup_s": bench.warmup,
         "rounds": bench.rounds,
         "cheap": bench.cheap,
-        "load_average": _load_average(),
+        "load_average_start": config.stash.get(LOAD_AT_START, None),
+        "load_average_end": _load_average(),
         "server_interpreters": [probe(python).as_dict() for python in bench.pythons],
         "pytest_python": f"{platform.python_implementation()} {platform.python_version()}",
         "packages": {name: _version(name) for name in

@@ -1,6 +1,7 @@
 """Turn saved pytest-benchmark JSON into a report (Markdown and one HTML file), and compare runs.
 
-    python -m benchmarks.report RUN.json [MORE.json ...] --out DIR [--note TEXT]
+    python -m benchmarks.report RUN.json [MORE.json ...] --out DIR [--note TEXT] \
+        [--machine-note TEXT]
     python -m benchmarks.report RUN.json --compare OLD.json --threshold 0.05 --out DIR \
         [--compare-on headline|cpu]
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -425,7 +427,31 @@ def interpreter_blocks(run: Run) -> List[Block]:
     return blocks
 
 
-def environment_blocks(run: Run) -> List[Block]:
+def _load_facts(run: Run) -> List[Tuple[str, str]]:
+    """The machine's load: at the start and end of the run, and after each echo run."""
+    bench = run.machine.get("pollers_bench", {})
+
+    def text(value: Any) -> str:
+        return ", ".join(map(str, value)) if value else "?"
+
+    if "load_average_end" in bench:
+        facts = [("load average (1, 5, 15 min) at the start",
+                  text(bench.get("load_average_start"))),
+                 ("load average (1, 5, 15 min) at the end", text(bench.get("load_average_end")))]
+    else:  # runs saved before the start was recorded: pytest-benchmark reads it when saving
+        facts = [("load average (1, 5, 15 min) at the end", text(bench.get("load_average")))]
+    loads = sorted(float(figures["load_average_1min"]) for row in run.rows
+                   for figures in row.rounds
+                   if isinstance(figures.get("load_average_1min"), (int, float)))
+    if loads:
+        facts.append(("1-minute load average after each echo run",
+                      f"median {statistics.median(loads):.2f}, {loads[0]:.2f} to "
+                      f"{loads[-1]:.2f} over {len(loads)} runs (the server and the load "
+                      "generator account for up to 2)"))
+    return facts
+
+
+def environment_blocks(run: Run, machine_notes: Sequence[str] = ()) -> List[Block]:
     machine = run.machine
     bench = machine.get("pollers_bench", {})
     cpu = bench.get("cpu_model") or machine.get("cpu", {}).get("brand_raw", "?")
@@ -447,7 +473,8 @@ def environment_blocks(run: Run) -> List[Block]:
         ("machine", f"{machine.get('node', '?')} ({machine.get('machine', '?')})"),
         ("CPU", f"{cpu}, {bench.get('cpu_count', '?')} CPUs"),
         ("kernel", bench.get("kernel") or f"{machine.get('system')} {machine.get('release')}"),
-        ("load average at the start", ", ".join(map(str, bench.get("load_average") or ["?"]))),
+        *_load_facts(run),
+        *(("machine during the run", note) for note in machine_notes),
         ("pinning", pinning),
         ("rounds and windows", mode),
         ("pytest ran under", bench.get("pytest_python")
@@ -529,8 +556,8 @@ def compare(new: Run, old: Run, threshold: float, on: str = "headline"
 # -- the whole report -------------------------------------------------------------------------
 
 
-def build(run: Run, comparison: Optional[List[Block]] = None, notes: Sequence[str] = ()
-          ) -> Tuple[Document, Dict[str, Tuple[str, str]]]:
+def build(run: Run, comparison: Optional[List[Block]] = None, notes: Sequence[str] = (),
+          machine_notes: Sequence[str] = ()) -> Tuple[Document, Dict[str, Tuple[str, str]]]:
     """The report's document and its charts (group -> (file name, SVG))."""
     charts = case_charts(run.groups() + run.groups(sections=True))
     document = Document(TITLE)
@@ -546,16 +573,17 @@ def build(run: Run, comparison: Optional[List[Block]] = None, notes: Sequence[st
     document.add(*outlier_blocks(run))
     document.add(*idle_blocks(run))
     document.add(*interpreter_blocks(run))
-    document.add(*environment_blocks(run))
+    document.add(*environment_blocks(run, machine_notes))
     document.add(*target_blocks(run))
     return document, charts
 
 
 def write(run: Run, out: Path, comparison: Optional[List[Block]] = None,
-          notes: Sequence[str] = ()) -> Tuple[Path, Path, int]:
+          notes: Sequence[str] = (), machine_notes: Sequence[str] = ()
+          ) -> Tuple[Path, Path, int]:
     """Write report.md, its SVG charts and report.html into ``out``; (md, html, charts)."""
     out.mkdir(parents=True, exist_ok=True)
-    document, charts = build(run, comparison, notes)
+    document, charts = build(run, comparison, notes, machine_notes)
     for name, svg in charts.values():
         (out / name).write_text(svg + "\n")
     markdown, html = out / "report.md", out / "report.html"
@@ -581,6 +609,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--note", action="append", default=[],
                         help="a sentence for the summary (repeatable), e.g. how busy the "
                         "machine was")
+    parser.add_argument("--machine-note", action="append", default=[],
+                        help="a sentence for the environment (repeatable): what else ran on "
+                        "the machine during the run")
     args = parser.parse_args(argv)
     if not 0 <= args.threshold < 1:
         parser.error("--threshold is a fraction between 0 and 1")
@@ -592,7 +623,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.compare:
         comparison, regressions = compare(run, load(args.compare), args.threshold,
                                           args.compare_on)
-    markdown, html, charts = write(run, args.out, comparison, args.note)
+    markdown, html, charts = write(run, args.out, comparison, args.note,
+                                   args.machine_note)
     print(f"wrote {markdown} and {html} ({len(run.rows)} results, {charts} charts)")
     if regressions:
         print(f"{len(regressions)} regression(s) past {args.threshold:.0%}:", file=sys.stderr)

@@ -60,3 +60,22 @@ def test_the_harness_can_serve_one_client_before_the_load(
 
     figures = json.loads(capsys.readouterr().out)
     assert figures["errors"] == 0 and figures["round_trips"] > 0
+
+
+def test_a_saved_run_records_the_load_at_its_start_its_end_and_after_each_run(
+        tmp_path: Path) -> None:
+    import json
+
+    saved = tmp_path / "run.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "benchmarks/test_bench_echo.py", "-q",
+         "-p", "no:cacheprovider", "--bench-rounds", "2", "--bench-duration", "0.2",
+         "-k", "64B and peer-c-epoll", "--benchmark-json", str(saved)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = json.loads(saved.read_text())
+    bench = run["machine_info"]["pollers_bench"]
+    assert all(len(bench[key]) == 3 and min(bench[key]) >= 0
+               for key in ("load_average_start", "load_average_end"))
+    loads = [entry["extra_info"]["load_average_1min"] for entry in run["benchmarks"]]
+    assert len(loads) == 2 and all(isinstance(load, float) and load >= 0 for load in loads)

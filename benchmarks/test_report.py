@@ -120,3 +120,23 @@ def test_the_html_report_is_one_file_that_loads_nothing(tmp_path: Path) -> None:
     for needle in ("src=\"http", "href=\"http", "<link", "@import", "url("):
         assert needle not in html
     assert json.loads(EXAMPLE.read_text())["machine_info"]["node"] in html
+
+
+def test_the_environment_says_how_loaded_the_machine_was(tmp_path: Path) -> None:
+    run_path = write_run(tmp_path / "run.json", {"selectors-epoll": [1.0e5] * 6},
+                         machine={"load_average_start": [0.5, 0.4, 0.3],
+                                  "load_average_end": [3.25, 2.5, 1.75]})
+    data = json.loads(run_path.read_text())
+    for entry, one_minute in zip(data["benchmarks"], [2.0, 4.0, 3.0, 2.5, 3.5, 1.5]):
+        entry["extra_info"]["load_average_1min"] = one_minute
+    run_path.write_text(json.dumps(data))
+    out = tmp_path / "report"
+    assert main([str(run_path), "--out", str(out), "--machine-note",
+                 "shared with three test suites"]) == 0
+    environment = (out / "report.md").read_text().split("## Environment", 1)[1]
+    assert "| load average (1, 5, 15 min) at the start | 0.5, 0.4, 0.3 |" in environment
+    assert "| load average (1, 5, 15 min) at the end | 3.25, 2.5, 1.75 |" in environment
+    assert ("| 1-minute load average after each echo run | median 2.75, 1.50 to 4.00 over 6 "
+            "runs") in environment
+    assert "| machine during the run | shared with three test suites |" in environment
+    assert "shared with three test suites" in (out / "report.html").read_text()
