@@ -74,7 +74,7 @@ def test_workers_share_the_port_restart_and_drain(variant_name: str) -> None:
         with connect(process.address) as sock:
             assert echo(sock, b"before") == b"before"
             process.send_signal(signal.SIGTERM)  # to the parent only: it passes it on
-            expect_clean_eof(sock, 20)  # owing nothing, ended at once by its worker
+            expect_clean_eof(sock, 20)  # owing nothing: its worker ends it once quiet
         assert process.wait(20) == 0
         log = process.stderr()
         assert "Traceback" not in log, log
