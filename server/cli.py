@@ -333,6 +333,14 @@ def endpoints_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> L
         endpoints += systemd_endpoints()
     except ValueError as exc:
         parser.error(f"socket activation: {exc}")
+    # One descriptor adopted twice would be two socket objects closing it twice.
+    seen: Dict[int, FdEndpoint] = {}
+    for endpoint in endpoints:
+        if isinstance(endpoint, FdEndpoint):
+            if endpoint.fd in seen:
+                origins = f"{seen[endpoint.fd].origin} and {endpoint.origin}"
+                parser.error(f"descriptor {endpoint.fd} is named twice ({origins})")
+            seen[endpoint.fd] = endpoint
     if not endpoints:
         endpoints.append(TcpEndpoint(DEFAULT_HOST, DEFAULT_PORT))
     return endpoints
@@ -500,16 +508,16 @@ def serve(
         idle_timeout=args.idle_timeout,
         sockets=sockets,
     )
+    # Named now: a failed start() has closed the sockets already.
+    names = " ".join(map(socket_name, sockets))
     try:
         server.start()
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        return _cannot_listen(ListenError(f"{', '.join(map(socket_name, sockets))}: {exc}"))
+    except (OSError, ValueError) as exc:  # ValueError: the poller refuses a descriptor
+        return _cannot_listen(ListenError(f"{names}: {' '.join(str(exc).split())}"))
     if on_listening is not None:
         on_listening()
     else:
-        print(f"listening on {' '.join(map(socket_name, sockets))}", flush=True)
+        print(f"listening on {names}", flush=True)
     try:
         poller.run()
     finally:

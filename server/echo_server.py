@@ -162,7 +162,13 @@ class EchoServer:
     # -- life cycle ------------------------------------------------------------
 
     def start(self) -> EchoServer:
-        """Bind, listen and register with the poller; returns self. OSError if binding fails."""
+        """Bind, listen and register with the poller; returns self.
+
+        OSError if binding fails, or whatever ``poller.register`` raises for a listening
+        socket (ValueError for a descriptor the poller cannot watch, such as one past
+        select(2)'s limit, or one already registered). On failure every listening
+        socket, the ones passed in ``sockets`` included, is closed.
+        """
         if self._listener is not None:
             raise RuntimeError("the server is already started")
         if self._sockets is not None:

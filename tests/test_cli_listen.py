@@ -31,9 +31,10 @@ from echo_client import (
     echo,
     variant_arguments,
 )
+from helpers import raise_nofile_limit, restore_nofile_limit
 
 import pollers
-from pollers.registry import FAMILY_DECLARATIONS
+from pollers.registry import DESCRIPTOR_LIMITS, FAMILY_DECLARATIONS
 from server.cli import build_parser, choose_family
 from server.endpoints import FdEndpoint, TcpEndpoint, UnixEndpoint, parse_bind, systemd_endpoints
 from server.listener import reuse_port_available
@@ -436,6 +437,52 @@ def test_systemd_socket_activation() -> None:
                     assert echo(client, b"activated") == b"activated"
         finally:
             finish(process)
+
+
+def test_a_descriptor_named_twice_is_refused() -> None:
+    with inherited_listener() as listener:
+        fd = str(listener.fileno())
+        for arguments, origins in (
+            (["--fd", fd, "--fd", fd], "--fd and --fd"),
+            (["--bind", f"fd://{fd}", "--fd", fd], "--bind and --fd"),
+        ):
+            result = run_command(*arguments, pass_fds=(listener.fileno(),))
+            assert result.returncode == 2, result.stderr
+            assert f"descriptor {fd} is named twice ({origins})" in result.stderr, result.stderr
+            assert "Traceback" not in result.stderr, result.stderr
+        # systemd's first socket is descriptor 3, the one --fd 3 names again.
+        result = subprocess.run(
+            [sys.executable, "-c", SYSTEMD_EXEC, fd, "--fd", "3"],
+            cwd=SUBPROCESS_CWD,
+            env=server_env(),
+            pass_fds=(listener.fileno(),),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "descriptor 3 is named twice (--fd and systemd)" in result.stderr, result.stderr
+
+
+def test_a_descriptor_the_poller_refuses_is_a_one_line_error() -> None:
+    """select(2) cannot watch an inherited socket past FD_SETSIZE: said in one line, exit 1."""
+    limit = DESCRIPTOR_LIMITS["selectors-select"]
+    soft = raise_nofile_limit(limit + 1)
+    try:
+        with inherited_listener() as listener:
+            port = listener.getsockname()[1]
+            high = os.dup2(listener.fileno(), limit)
+            try:
+                result = run_command("--selector", "select", "--fd", str(high), pass_fds=(high,))
+            finally:
+                os.close(high)
+    finally:
+        restore_nofile_limit(soft)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"echo-server: error: cannot listen on 127.0.0.1:{port}: "), lines
+    assert f"descriptor {high} is too large for select()" in lines[0], lines
 
 
 def test_systemd_variables_for_another_process_are_ignored_and_consumed() -> None:
