@@ -29,9 +29,10 @@ import logging.config
 import signal
 import socket
 import sys
-from typing import Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
 
 import pollers
+from pollers.family import Family
 from pollers.registry import FAMILY_DECLARATIONS, command_line_options
 
 from .echo_server import DRAIN_QUIET, DrainStart, EchoServer
@@ -66,7 +67,8 @@ DEFAULT_HOST = "127.0.0.1"
 #: Not RFC 862's port 7: only root may bind a port below 1024.
 DEFAULT_PORT = 7007
 #: The family an option alone implies (``--loop uvloop`` with no ``--poller``): the
-#: first of these that takes the options given, else the first family that does.
+#: first of these that takes the options and values given, else the one family that
+#: does (see `choose_family`).
 IMPLIED_FAMILIES = ("selectors", "asyncio")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: With --workers, every line names the process that wrote it.
@@ -290,19 +292,36 @@ def list_pollers() -> str:
     return "\n".join(lines) + "\n"
 
 
-def choose_family(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    """``--poller``, or with none the family the option flags given imply."""
-    given = [option for option in POLLER_OPTIONS if getattr(args, option) is not None]
+def choose_family(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    families: Mapping[str, Family] = FAMILY_DECLARATIONS,
+) -> str:
+    """``--poller``, or with none the family the option flags given imply.
+
+    A family is implied if it takes every option given and each one's value is among
+    its own choices (``--loop libuv``: gevent, whose loops are not asyncio's); of
+    several, the first of `IMPLIED_FAMILIES`, else a usage error naming them.
+    """
     if args.poller is not None:
         return str(args.poller)
-    takers = [name for name, wanted in pollers.FAMILIES.items() if set(given) <= set(wanted)]
+    values = {name: getattr(args, name) for name in POLLER_OPTIONS}
+    given = {name: value for name, value in values.items() if value is not None}
+    takers = [name for name, family in families.items() if _takes(family, given)]
     for name in IMPLIED_FAMILIES:
         if name in takers:
             return name
-    if takers:
+    flags = " and ".join(f"--{name} {value}" for name, value in given.items())
+    if len(takers) == 1:
         return takers[0]
-    flags = " and ".join(f"--{option}" for option in given)
+    if takers:
+        parser.error(f"{flags} fits the families {', '.join(takers)}: choose one with --poller")
     parser.error(f"no backend family takes {flags} together")
+
+
+def _takes(family: Family, given: Mapping[str, str]) -> bool:
+    choices = {option.name: option.choices for option in family.options}
+    return all(name in choices and value in choices[name] for name, value in given.items())
 
 
 def poller_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Dict[str, str]:

@@ -8,6 +8,7 @@ log line with ``--workers``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -164,12 +165,39 @@ def test_default_port_is_one_a_user_can_bind() -> None:
         (["--loop", "asyncio"], "asyncio"),
         (["--selector", "poll"], "selectors"),
         (["--poller", "tornado", "--loop", "uvloop"], "tornado"),
+        # Not only the option's name: its value, among the family's own choices.
+        (["--loop", "libuv"], "gevent"),
+        (["--loop", "libev"], "gevent"),
+        (["--reactor", "epoll"], "twisted"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else value,
 )
 def test_an_option_alone_implies_its_family(arguments: List[str], family: str) -> None:
     parser = build_parser()
     assert choose_family(parser, parser.parse_args(arguments)) == family
+
+
+@pytest.mark.parametrize("loop", ["libev", "libuv"])
+def test_loop_of_gevent_alone_serves_on_gevent(loop: str) -> None:
+    reason = dict((v.name, v.reason) for v in pollers.variants())[f"gevent-{loop}"]
+    if reason is not None:
+        pytest.skip(reason)
+    with ServerProcess(["--loop", loop]) as process:
+        with connect(process.address) as sock:
+            assert echo(sock, loop.encode()) == loop.encode()
+        process_log = stop(process)
+    assert f"with gevent-{loop}" in process_log, process_log
+
+
+def test_a_value_two_families_take_alike_needs_poller(capsys: pytest.CaptureFixture[str]) -> None:
+    tornado = FAMILY_DECLARATIONS["tornado"]
+    families = {"tornado": tornado, "twin": dataclasses.replace(tornado, name="twin")}
+    parser = build_parser()
+    with pytest.raises(SystemExit) as exit_info:
+        choose_family(parser, parser.parse_args(["--loop", "asyncio"]), families)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "--loop asyncio fits the families tornado, twin: choose one with --poller" in message
 
 
 def test_loop_uvloop_alone_serves_on_asyncio_uvloop() -> None:
