@@ -1,4 +1,5 @@
-"""pollers: one `Poller` interface over Tornado's IOLoop, `selectors` and asyncio.
+"""pollers: one `Poller` interface over Tornado's IOLoop, `selectors`, asyncio, Twisted's
+reactors and gevent's loops.
 
     >>> import pollers
     >>> with pollers.create("selectors") as poller:

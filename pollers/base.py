@@ -228,9 +228,10 @@ class Poller(abc.ABC):
 
         ``fd`` is an int or an object with ``fileno()``; the handler receives
         that same object back. ``ERROR`` needs no asking: it is reported where
-        the backend can tell it (none of today's can: `selectors` and asyncio
-        fold errors and hang-ups into READ/WRITE), so code must never depend on
-        it. A descriptor already registered raises ValueError.
+        the backend can tell it (none of today's does: every family folds errors
+        and hang-ups into READ/WRITE readiness, gevent masking out libev's EV_ERROR
+        and libuv's UV_DISCONNECT), so code must never depend on it. A descriptor
+        already registered raises ValueError.
         """
         self._check_usable()
         number = fileno_of(fd)

@@ -1,4 +1,5 @@
-"""Shared parts of the backends that sit on an asyncio event loop (asyncio, Tornado).
+"""Shared parts of the backends that sit on an asyncio event loop (asyncio, Tornado, and
+Twisted's asyncio reactor).
 
 Those loops bring their own timers, but asyncio does not promise that timers
 with equal deadlines run in the order they were scheduled. So these backends

@@ -1,8 +1,8 @@
 """The registry: backend names, their variants, and why a variant cannot run here.
 
-A *family* (``tornado``, ``selectors``, ``asyncio``) takes options (``loop=``,
-``selector=``); a *variant* is one family with its options fixed, named as the
-test ids name it (``selectors-epoll``, ``asyncio-uvloop``...).
+A *family* (``tornado``, ``selectors``, ``asyncio``, ``twisted``, ``gevent``) takes
+options (``loop=``, ``selector=``, ``reactor=``); a *variant* is one family with its
+options fixed, named as the test ids name it (``selectors-epoll``, ``asyncio-uvloop``...).
 
 Nothing here names a family: each backend module declares its own
 (``FAMILY``, a `pollers.family.Family`), and `BACKEND_MODULES` says which
