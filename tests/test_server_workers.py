@@ -37,9 +37,21 @@ def wait_for_children(pid: int, count: int, exclude: Set[int], timeout: float = 
         time.sleep(0.02)
 
 
-def sockets_of(pid: int) -> int:
-    """The TCP sockets (listening and connected) that process ``pid`` holds."""
-    return len(psutil.Process(pid).net_connections(kind="tcp"))
+def connections_of(pid: int) -> int:
+    """The connected TCP sockets that process ``pid`` holds (its listeners not counted)."""
+    return sum(1 for entry in psutil.Process(pid).net_connections(kind="tcp") if entry.raddr)
+
+
+def wait_for_no_connections(pids: Set[int], timeout: float = 20) -> None:
+    """Until every process holds only its listeners: a worker closes a connection only
+    once it has read the client's EOF, which on a busy machine takes a while."""
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {pid: connections_of(pid) for pid in pids}
+        if not any(held.values()):
+            return
+        assert time.monotonic() < deadline, f"connections still held after {timeout}s: {held}"
+        time.sleep(0.05)
 
 
 def test_workers_share_the_port_restart_and_drain(variant_name: str) -> None:
@@ -51,15 +63,14 @@ def test_workers_share_the_port_restart_and_drain(variant_name: str) -> None:
             assert echo(sock, b"up") == b"up"
         for sock in probe:
             sock.close()
-        time.sleep(0.2)
-        baseline = {pid: sockets_of(pid) for pid in workers}
+        wait_for_no_connections(workers)
         clients: List[socket.socket] = [connect(process.address) for _ in range(24)]
         try:
             for index, sock in enumerate(clients):
                 assert echo(sock, b"%d" % index) == b"%d" % index
             # The kernel spread the connections: each worker holds some of them.
             for pid in workers:
-                assert sockets_of(pid) > baseline[pid], f"worker {pid} got no connection"
+                assert connections_of(pid) > 0, f"worker {pid} got no connection"
         finally:
             for sock in clients:
                 sock.close()
