@@ -15,7 +15,10 @@ standard library (nothing is monkey-patched). It uses the loop's own watchers:
 - one ``loop.timer`` armed for the earliest deadline of our timer heap (which
   keeps equal deadlines in order);
 - one ``loop.async_`` watcher that ``call_soon_threadsafe`` sends to;
-- ``loop.signal`` watchers for `add_signal_handler`.
+- ``loop.signal`` watchers for `add_signal_handler`;
+- an error handler (`_LoopErrors`) for what the loop itself catches: a
+  KeyboardInterrupt that Python's default SIGINT handler raises inside one of
+  the loop's own callbacks leaves `run` (without a hub, gevent would only print it).
 
 The poller drives the loop one pass at a time (``loop.run(once=True)``, or
 ``nowait=True`` when callbacks are queued or `stop` was called), then runs the
@@ -31,7 +34,7 @@ import signal
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
-from .base import READ, WRITE, Callback, Poller, Registration
+from .base import READ, WRITE, Callback, Poller, Registration, logger
 from .family import Family, Option, VariantSpec
 
 #: ``loop=`` choice -> the loop classes gevent offers for it, in gevent's order of preference.
@@ -81,6 +84,28 @@ def gevent_unavailable_reason(kind: str) -> Optional[str]:
     return None
 
 
+class _LoopErrors:
+    """The loop's ``error_handler``: what a loop callback raised, reported by the loop.
+
+    A BaseException that is not an Exception (KeyboardInterrupt from the default
+    SIGINT handler, raised wherever the loop runs Python code) is kept for `run` to
+    raise, and the loop is told to return; anything else is logged.
+    """
+
+    __slots__ = ("_poller",)
+
+    def __init__(self, poller: GeventPoller) -> None:
+        self._poller = poller
+
+    def handle_error(self, context: object, kind: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, BaseException) and not isinstance(value, Exception):
+            self._poller._escape(value)
+        else:
+            logger.error(
+                "the gevent loop caught an error (in %r)", context, exc_info=(kind, value, tb)
+            )
+
+
 class GeventPoller(Poller):
     """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
 
@@ -91,6 +116,7 @@ class GeventPoller(Poller):
             raise ValueError(reason)
         self.name = f"gevent-{loop}"
         self._loop: Any = _loop_class(loop)(default=False)
+        self._loop.error_handler = _LoopErrors(self)
         self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
         self._stopping = False
         self._escaped: Optional[BaseException] = None
@@ -114,8 +140,12 @@ class GeventPoller(Poller):
             except Exception:
                 self._dispatch_failed(registration)
             except BaseException as exc:  # the loop would print and swallow it
-                self._escaped = exc
-                self._loop.break_()
+                self._escape(exc)
+
+    def _escape(self, exc: BaseException) -> None:
+        """Keep ``exc`` (not an Exception) for `_backend_run` to raise; end the loop's pass."""
+        self._escaped = exc
+        self._loop.break_()
 
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
@@ -243,6 +273,7 @@ class GeventPoller(Poller):
                 signal.signal(sig, previous)
         self._signal_watchers.clear()
         self._ready.clear()
+        self._loop.error_handler = None
         self._loop.destroy()
 
 

@@ -223,9 +223,16 @@ class _TwistedFDSet(Poller):
 
     def _escape(self, exc: BaseException) -> None:
         """A handler raised a BaseException that is not an Exception (KeyboardInterrupt,
-        SystemExit): the poll-like reactors would log and swallow it, so keep it for
-        `_end_batch` to raise out of `run`."""
+        SystemExit): Twisted's ``callWithLogger``, around every ``doRead``/``doWrite``,
+        would log and swallow it (all but KeyboardInterrupt), so keep it for
+        `_raise_escaped` to raise out of `run` when the pass ends."""
         self._escaped = exc
+
+    def _raise_escaped(self) -> None:
+        """Raise what `_escape` kept, if anything, and forget it."""
+        escaped, self._escaped = self._escaped, None
+        if escaped is not None:
+            raise escaped
 
     def _rewatch(self, descriptor: _Descriptor) -> None:
         """After ``connectionLost``: watch again if still registered (level-triggered)."""
@@ -320,9 +327,7 @@ class _TwistedFDSet(Poller):
             if self._registrations.get(descriptor.fd) is descriptor.registration:
                 descriptor.mask = descriptor.registration.events
         self._fresh.clear()
-        escaped, self._escaped = self._escaped, None
-        if escaped is not None:
-            raise escaped
+        self._raise_escaped()
 
     def _close_reactor(self) -> None:
         self._descriptors.clear()
@@ -480,10 +485,16 @@ class TwistedAsyncioPoller(_TwistedFDSet, LoopBackedPoller):
         handle.cancel()
 
     def _escape(self, exc: BaseException) -> None:
-        raise exc  # asyncio's loop lets it out of run_forever()
+        super()._escape(exc)
+        self._asyncio_loop.stop()  # at the end of this pass; `_backend_run` raises it
 
     def _backend_run(self) -> None:
-        self._asyncio_loop.run_forever()
+        try:
+            self._asyncio_loop.run_forever()
+        except BaseException:
+            self._escaped = None  # what ended the loop wins over what a handler raised
+            raise
+        self._raise_escaped()
 
     def stop(self) -> None:
         self._check_usable()

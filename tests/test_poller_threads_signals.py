@@ -121,6 +121,32 @@ def test_stop_from_a_signal_handler(poller: Poller, sender: str) -> None:
     assert seen == ["usr1"]
 
 
+@pytest.mark.parametrize("sender", ["timer", "thread"])
+def test_sigint_with_the_default_handler_raises_keyboard_interrupt_out_of_run(
+    poller: Poller, sender: str
+) -> None:
+    """Ctrl-C with no handler added: Python's default SIGINT handler raises
+    KeyboardInterrupt wherever the loop runs Python code, and run() raises it."""
+    kill = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
+    threads: List[threading.Thread] = []
+    if sender == "timer":
+        poller.call_later(0.02, kill)
+    else:  # started from the loop, so that the signal cannot come before run()
+        poller.call_soon(lambda: threads.append(_in_thread(kill)))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        net = SafetyNet(poller, WAKE_BOUND)
+        with pytest.raises(KeyboardInterrupt):
+            poller.run()  # returns normally (failing the test) only if the net stopped it
+        net.cancel()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for thread in threads:
+            thread.join(SAFETY_TIMEOUT)
+    assert not net.fired
+    run_once(poller)  # nothing of the interrupt is left behind
+
+
 @pytest.mark.parametrize("when", ["before the first run", "between two runs"])
 def test_a_signal_while_the_loop_is_not_running_is_handled_when_it_runs(
     poller: Poller, when: str
