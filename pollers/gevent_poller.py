@@ -27,15 +27,15 @@ queued callbacks and the due timers, as the selectors family does.
 
 from __future__ import annotations
 
-import collections
 import importlib
 import math
 import signal
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .base import READ, WRITE, Callback, Poller, Registration, logger
+from .base import READ, WRITE, Callback, Registration, logger
 from .family import Family, Option, VariantSpec
+from .self_driven import SelfDrivenPoller
 
 #: ``loop=`` choice -> the loop classes gevent offers for it, in gevent's order of preference.
 LOOP_CLASSES: Dict[str, Tuple[str, ...]] = {
@@ -106,7 +106,7 @@ class _LoopErrors:
             )
 
 
-class GeventPoller(Poller):
+class GeventPoller(SelfDrivenPoller):
     """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
 
     def __init__(self, loop: str = "libev") -> None:
@@ -117,8 +117,6 @@ class GeventPoller(Poller):
         self.name = f"gevent-{loop}"
         self._loop: Any = _loop_class(loop)(default=False)
         self._loop.error_handler = _LoopErrors(self)
-        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
-        self._stopping = False
         self._escaped: Optional[BaseException] = None
         self._timer: Any = None
         self._timer_for: Optional[float] = None
@@ -127,7 +125,6 @@ class GeventPoller(Poller):
         self._signal_watchers: Dict[int, Any] = {}
         #: Descriptor number -> its started io watcher (none while its interest is NONE).
         self._io_watchers: Dict[int, Any] = {}
-        self._old_signal_handlers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
 
@@ -175,13 +172,7 @@ class GeventPoller(Poller):
 
     # -- callbacks, timers, signals ------------------------------------------
 
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))
-
-    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))  # deque.append is atomic
+    def _wake(self) -> None:
         waker = self._waker
         if waker is not None:
             waker.send()
@@ -189,8 +180,7 @@ class GeventPoller(Poller):
     def _on_wake(self) -> None:
         pass  # its only job was to end the wait
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        pass  # armed before each wait, see `_arm`
+    # The first deadline is armed before each wait, see `_arm`.
 
     def _arm(self, when: float) -> None:
         """Make sure a loop timer ends the wait by ``when`` (our clock)."""
@@ -231,7 +221,7 @@ class GeventPoller(Poller):
         run_loop: Callable[..., Any] = self._loop.run
         ready = self._ready
         timers = self._timers
-        run_callback = self._run_callback
+        end_pass = self._end_pass
         try:
             while True:
                 if ready or self._stopping:  # stop() before run(): one pass, no waiting
@@ -244,20 +234,10 @@ class GeventPoller(Poller):
                 escaped, self._escaped = self._escaped, None
                 if escaped is not None:
                     raise escaped
-                # Callbacks queued so far run before the timers due now, as on asyncio.
-                for _ in range(len(ready)):
-                    callback, args = ready.popleft()
-                    run_callback(callback, args)
-                if timers:
-                    self._run_due_timers()
-                if self._stopping:
+                if end_pass():
                     break
         finally:
             self._stopping = False
-
-    def stop(self) -> None:
-        self._check_usable()
-        self._stopping = True
 
     def _backend_close(self) -> None:
         watchers = [self._waker, self._timer, *self._signal_watchers.values()]
@@ -268,11 +248,8 @@ class GeventPoller(Poller):
             if watcher is not None:
                 watcher.stop()
                 watcher.close()
-        for sig, previous in self._old_signal_handlers.items():
-            if previous is not None:
-                signal.signal(sig, previous)
         self._signal_watchers.clear()
-        self._ready.clear()
+        self._close_queue_and_signals()
         self._loop.error_handler = None
         self._loop.destroy()
 

@@ -7,18 +7,16 @@ One loop for every selector; the few differences live in short subclasses:
 
 from __future__ import annotations
 
-import collections
 import errno
 import math
 import select as select_module
 import selectors
-import signal
 import socket
 import sys
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
-from .base import READ, WRITE, Callback, Poller, Registration
+from .base import READ, WRITE, Registration
 from .family import Family, Option, VariantSpec
 from .kernel import (
     FD_SETSIZE,
@@ -28,6 +26,7 @@ from .kernel import (
     forget_stale_entry,
     wait_of,
 )
+from .self_driven import SelfDrivenPoller
 
 _SELECTOR_CLASSES: Dict[str, str] = {
     "epoll": "EpollSelector",
@@ -110,7 +109,7 @@ def _selector_kind(selector: selectors.BaseSelector) -> str:
     return type(selector).__name__
 
 
-class SelectorPoller(Poller):
+class SelectorPoller(SelfDrivenPoller):
     """The dispatch loop: wait, deliver masked events, run due callbacks and timers.
 
     This class waits with ``BaseSelector.select()``; `EpollSelectorPoller` and
@@ -129,16 +128,12 @@ class SelectorPoller(Poller):
         #: The batch being dispatched, and the descriptors in it (made when first needed).
         self._batch: Batch = _NO_BATCH
         self._batch_fds: Optional[Set[int]] = None
-        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
-        self._stopping = False
         self._waker_read, self._waker_write = socket.socketpair()
         self._waker_read.setblocking(False)
         self._waker_write.setblocking(False)
         #: The waker is in the selector but not among the registrations.
         self._waker_fd = self._waker_read.fileno()
         self._selector_add(self._waker_fd, READ)
-        self._old_wakeup_fd: Optional[int] = None
-        self._old_signal_handlers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
 
@@ -206,16 +201,7 @@ class SelectorPoller(Poller):
         except (KeyError, ValueError):
             pass  # never in the selector (idle), or already gone
 
-    # -- callbacks ---------------------------------------------------------
-
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))
-
-    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))  # deque.append is atomic
-        self._wake()
+    # -- waking ------------------------------------------------------------
 
     def _wake(self) -> None:
         try:
@@ -233,25 +219,8 @@ class SelectorPoller(Poller):
         except (BlockingIOError, InterruptedError):
             pass
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        pass  # the loop reads the heap before every wait
-
-    def _backend_add_signal_handler(
-        self, sig: int, callback: Callback, args: Tuple[Any, ...]
-    ) -> None:
-        if self._old_wakeup_fd is None:
-            # The C-level handler writes the signal number here, so a blocked
-            # wait returns and the Python-level handler below gets to run.
-            self._old_wakeup_fd = signal.set_wakeup_fd(
-                self._waker_write.fileno(), warn_on_full_buffer=False
-            )
-        ready = self._ready
-
-        def on_signal(signum: int, frame: Any) -> None:
-            ready.append((callback, args))
-
-        previous = signal.signal(sig, on_signal)
-        self._old_signal_handlers.setdefault(sig, previous)
+    def _signal_wakeup_fd(self) -> int:
+        return self._waker_write.fileno()
 
     # -- running -----------------------------------------------------------
 
@@ -270,7 +239,7 @@ class SelectorPoller(Poller):
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
-        run_callback = self._run_callback
+        end_pass = self._end_pass
         try:
             while True:
                 if ready or self._stopping:  # stop() before run(): one pass, no waiting
@@ -305,14 +274,7 @@ class SelectorPoller(Poller):
                             dispatch_failed(registration)
                 self._batch = _NO_BATCH
                 self._batch_fds = None
-                # Callbacks queued so far run before the timers due now, as on asyncio;
-                # what either of them queues runs on the next pass.
-                for _ in range(len(ready)):
-                    callback, args = ready.popleft()
-                    run_callback(callback, args)
-                if timers:
-                    self._run_due_timers()
-                if self._stopping:
+                if end_pass():
                     break
         finally:
             self._stopping = False
@@ -322,16 +284,8 @@ class SelectorPoller(Poller):
         self._batch = _NO_BATCH
         self._batch_fds = None
 
-    def stop(self) -> None:
-        self._check_usable()
-        self._stopping = True
-
     def _backend_close(self) -> None:
-        if self._old_wakeup_fd is not None:
-            signal.set_wakeup_fd(self._old_wakeup_fd)
-            for sig, previous in self._old_signal_handlers.items():
-                signal.signal(sig, previous)
-        self._ready.clear()
+        self._close_queue_and_signals()
         self._selector.close()
         self._waker_read.close()
         self._waker_write.close()

@@ -27,17 +27,16 @@ bookkeeping) is cleaned up by `_forget`, per reactor (behaviour 5).
 
 from __future__ import annotations
 
-import collections
 import importlib
-import signal
 import sys
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, Option, VariantSpec
 from .kernel import FD_SETSIZE, check_select_limit, forget_stale_entry, loop_selector
 from .loop_base import LoopBackedPoller
+from .self_driven import SelfDrivenPoller
 
 #: ``--reactor`` choice -> (module, class) in ``twisted.internet``.
 REACTOR_CLASSES: Dict[str, Tuple[str, str]] = {
@@ -346,7 +345,7 @@ class _TwistedFDSet(Poller):
             reactor._poller.close()
 
 
-class TwistedPoller(_TwistedFDSet):
+class TwistedPoller(SelfDrivenPoller, _TwistedFDSet):
     """A poll-like reactor (epoll, poll, select, kqueue), driven one pass at a time."""
 
     def __init__(self, reactor: str = "auto") -> None:
@@ -359,45 +358,21 @@ class TwistedPoller(_TwistedFDSet):
         if reactor == "asyncio":
             raise ValueError("use TwistedAsyncioPoller for the asyncio reactor")
         self._init_fdset(_reactor_class(reactor)(), reactor)
-        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
-        self._stopping = False
-        self._old_wakeup_fd: Optional[int] = None
-        self._old_signal_handlers: Dict[int, Any] = {}
 
-    # -- callbacks ---------------------------------------------------------
+    # -- waking ------------------------------------------------------------
 
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))
-
-    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))  # deque.append is atomic
+    def _wake(self) -> None:
         try:
             self._reactor.wakeUp()  # what callFromThread does after queueing
         except (OSError, AttributeError):
             if not self._closed:
                 raise
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        pass  # the loop reads the heap before every wait
-
-    def _backend_add_signal_handler(
-        self, sig: int, callback: Callback, args: Tuple[Any, ...]
-    ) -> None:
-        if self._old_wakeup_fd is None:
-            # As Twisted's own signal handling does: the C-level handler writes to the
-            # reactor's waker, so that a blocked wait returns and the handler runs.
-            self._old_wakeup_fd = signal.set_wakeup_fd(
-                self._reactor.waker.o, warn_on_full_buffer=False
-            )
-        ready = self._ready
-
-        def on_signal(signum: int, frame: Any) -> None:
-            ready.append((callback, args))
-
-        previous = signal.signal(sig, on_signal)
-        self._old_signal_handlers.setdefault(sig, previous)
+    def _signal_wakeup_fd(self) -> int:
+        # As Twisted's own signal handling does: the C-level handler writes to the
+        # reactor's waker.
+        fd: int = self._reactor.waker.o
+        return fd
 
     # -- running -----------------------------------------------------------
 
@@ -409,7 +384,7 @@ class TwistedPoller(_TwistedFDSet):
         ready = self._ready
         timers = self._timers
         monotonic = time.monotonic
-        run_callback = self._run_callback
+        end_pass = self._end_pass
         try:
             while True:
                 if ready or self._stopping:  # stop() before run(): one pass, no waiting
@@ -426,29 +401,15 @@ class TwistedPoller(_TwistedFDSet):
                 iterate(timeout)
                 self._end_batch()
                 run_until_current()
-                # Callbacks queued so far run before the timers due now, as on asyncio.
-                for _ in range(len(ready)):
-                    callback, args = ready.popleft()
-                    run_callback(callback, args)
-                if timers:
-                    self._run_due_timers()
-                if self._stopping:
+                if end_pass():
                     break
         finally:
             self._stopping = False
             self._dispatching = False
             self._fresh.clear()
 
-    def stop(self) -> None:
-        self._check_usable()
-        self._stopping = True
-
     def _backend_close(self) -> None:
-        if self._old_wakeup_fd is not None:
-            signal.set_wakeup_fd(self._old_wakeup_fd)
-            for sig, previous in self._old_signal_handlers.items():
-                signal.signal(sig, previous)
-        self._ready.clear()
+        self._close_queue_and_signals()
         self._close_reactor()
 
 
