@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import time
+from typing import List
 
 # tests/ (for echo_client) and the checkout (for pollers), as pytest's rootdir setup gives them.
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -40,6 +42,18 @@ import pollers  # noqa: E402
 MiB = 1024 * 1024
 
 
+def clean_eofs(clients: List[socket.socket], timeout: float) -> int:
+    """How many of ``clients`` get a clean EOF (no reset, no stray bytes) within ``timeout``."""
+    clean = 0
+    for sock in clients:
+        try:
+            expect_clean_eof(sock, timeout)
+            clean += 1
+        except (OSError, AssertionError):
+            pass
+    return clean
+
+
 def idle() -> None:
     for variant in pollers.available():
         with ServerProcess([*variant_arguments(variant), "--drain-timeout", "60"]) as process:
@@ -51,13 +65,8 @@ def idle() -> None:
             process.send_signal(signal.SIGINT)
             status = process.wait(30)
             elapsed = time.monotonic() - started
-            clean = 0
+            clean = clean_eofs(clients, 5)
             for sock in clients:
-                try:
-                    expect_clean_eof(sock, 5)
-                    clean += 1
-                except (OSError, AssertionError):
-                    pass
                 sock.close()
             print(f"{variant:18} exit {status} after {elapsed:.3f} s; clean EOF {clean}/5")
 
@@ -106,13 +115,7 @@ def group(tries: int) -> None:
             started = time.monotonic()
             process.signal_group(signal.SIGINT)
             got, checksum = receive_all(slow, 4 * MiB, time.monotonic() + 60, until_eof=True)
-            clean = 0
-            for sock in idle_clients:
-                try:
-                    expect_clean_eof(sock, 10)
-                    clean += 1
-                except (OSError, AssertionError):
-                    pass
+            clean = clean_eofs(idle_clients, 10)
             status = process.wait(30)
             elapsed = time.monotonic() - started
             log = process.stderr()
