@@ -31,8 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .reporting.stats import Estimate, interval_text, median_ci, paired_ratio, verdict
 from .series import Member, run_once
-from .stats import Estimate, interval_text, median_ci, paired_ratio, verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE, CPU = "round_trips_per_s", "server_cpu_us_per_msg"

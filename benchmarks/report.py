@@ -33,9 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .cases import HEADLINES
-from .report_charts import case_charts, number_text, sort_best_first
-from .report_data import (
+from .reporting.charts import case_charts, number_text, sort_best_first
+from .reporting.data import (
     BASELINES,
     CPU_FIGURE,
     NATIVE,
@@ -45,7 +44,7 @@ from .report_data import (
     paired_speedup,
     unpaired_speedup,
 )
-from .report_render import (
+from .reporting.render import (
     Block,
     Bullets,
     Chart,
@@ -56,8 +55,9 @@ from .report_render import (
     to_html,
     to_markdown,
 )
-from .stats import Estimate, interval_text, verdict
-from .targets import TARGETS
+from .reporting.stats import Estimate, interval_text, verdict
+from .suites.cases import HEADLINES
+from .suites.targets import TARGETS
 
 TITLE = "pollers benchmark report"
 NO_DIFFERENCE = "no difference measured"

@@ -10,7 +10,7 @@ Variants and families come from the registry, which reads each backend module's
 declaration.
 
 ``POLLERS_KQUEUE=libkqueue`` is the emulated kqueue mode: ``select.kqueue`` over
-libkqueue (``kqueue_emulation/``, test support) is installed in this session and,
+libkqueue (``tools/kqueue_emulation/``) is installed in this session and,
 through that directory's sitecustomize on PYTHONPATH, in every Python subprocess
 the tests start, so ``selectors-kqueue`` and ``twisted-kqueue`` run on Linux. Their
 test ids say ``selectors-kqueue-libkqueue`` and ``twisted-kqueue-libkqueue``: it is
@@ -28,9 +28,9 @@ from typing import Iterator, List
 
 import pytest
 
-_EMULATION_DIR = Path(__file__).resolve().parent / "kqueue_emulation"
+_EMULATION_DIR = Path(__file__).resolve().parent.parent / "tools" / "kqueue_emulation"
 sys.path.insert(0, str(_EMULATION_DIR))
-import libkqueue_select  # noqa: E402 (test support, found through the line above)
+import libkqueue_select  # noqa: E402 (found through the line above)
 
 try:
     KQUEUE_EMULATED = libkqueue_select.mode_requested()

@@ -1,7 +1,7 @@
 /*
  * c_echo: a C echo server, the floor the Python servers are compared with.
  *
- * Level-triggered epoll (kqueue on the BSDs) through ../evloop.h: read into one
+ * Level-triggered epoll (kqueue on the BSDs) through ../loadgen/evloop.h: read into one
  * shared 64 KiB buffer, send at once, keep what the kernel did not take and stop
  * reading that connection until it is flushed. Prints "listening on HOST:PORT"
  * once bound; SIGTERM or SIGINT closes everything and exits 0.
@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../evloop.h"
+#include "../loadgen/evloop.h"
 
 #define BUFFER_SIZE (64 * 1024)
 #define LISTENER_TOKEN UINT64_MAX

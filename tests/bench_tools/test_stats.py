@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from .stats import (
+from benchmarks.reporting.stats import (
     _mann_whitney_counts,
     median_ci,
     outliers,

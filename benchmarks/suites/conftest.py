@@ -419,7 +419,7 @@ def _version(module: str) -> Optional[str]:
 
 def _compiler_version() -> str:
     try:
-        from .build import compiler
+        from ..loadgen.build import compiler
 
         output = subprocess.run([compiler(), "--version"], capture_output=True, text=True,
                                 timeout=30).stdout

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from .harness import BenchmarkError, LoadSpec, check, run_echo
-from .targets import TARGETS, Target
+from benchmarks.suites.harness import BenchmarkError, LoadSpec, check, run_echo
+from benchmarks.suites.targets import TARGETS, Target
 
 SPEC = LoadSpec(connections=4, depth=2, size=1024, idle=3, warmup=0.05, duration=0.2)
 

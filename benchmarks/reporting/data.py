@@ -23,9 +23,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pollers
 
-from .cases import HEADLINES
+from ..suites.cases import HEADLINES
+from ..suites.targets import PEERS, RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER
 from .stats import Estimate, median_ci, outliers, paired_ratio, unpaired_ratio
-from .targets import PEERS, RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER
 
 KIND_ORDER = ("latency", "throughput", "bulk", "idle", "primitive")
 TARGET_ORDER = [*pollers.VARIANTS, *(peer.name for peer in PEERS)]

@@ -20,14 +20,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import pollers
 from pollers.registry import FAMILY_DECLARATIONS
 
-from .build import build
+from ..loadgen.build import build
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: ``POLLERS_KQUEUE=libkqueue``: the emulated kqueue mode of the tests. Servers started
-#: with this directory on PYTHONPATH get select.kqueue over libkqueue (test support,
+#: with this directory on PYTHONPATH get select.kqueue over libkqueue (tools/kqueue_emulation,
 #: built on first use), so the kqueue variants run on Linux, recorded as ``NAME-libkqueue``.
-KQUEUE_EMULATION_DIR = REPO_ROOT / "tests" / "kqueue_emulation"
+KQUEUE_EMULATION_DIR = REPO_ROOT / "tools" / "kqueue_emulation"
 KQUEUE_VARIANTS = ("selectors-kqueue", "twisted-kqueue")
 
 #: The peers every variant is compared with; the first two are the report's baselines.

@@ -9,9 +9,9 @@ from typing import List
 
 import pytest
 
-from .report import main
-from .report_data import load, paired_speedup
-from .report_fixtures import EXAMPLE, write_run
+from benchmarks.report import main
+from benchmarks.reporting.data import load, paired_speedup
+from benchmarks.reporting.fixtures import EXAMPLE, write_run
 
 SVG = "{http://www.w3.org/2000/svg}"
 

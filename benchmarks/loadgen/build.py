@@ -18,14 +18,14 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-BENCH_DIR = Path(__file__).resolve().parent
+BENCH_DIR = Path(__file__).resolve().parent.parent
 BUILD_DIR = BENCH_DIR / ".build"
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-std=gnu99"]
 
 #: program name -> (its C source, the headers it includes), relative to benchmarks/
 PROGRAMS: Dict[str, Tuple[str, Tuple[str, ...]]] = {
-    "loadgen": ("loadgen.c", ("evloop.h",)),
-    "c_echo": ("peers/c_echo.c", ("evloop.h",)),
+    "loadgen": ("loadgen/loadgen.c", ("loadgen/evloop.h",)),
+    "c_echo": ("peers/c_echo.c", ("loadgen/evloop.h",)),
 }
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from .browser import find_chromium, render
-from .report import main
-from .report_data import load
-from .report_fixtures import EXAMPLE
+from benchmarks.report import main
+from benchmarks.reporting.browser import find_chromium, render
+from benchmarks.reporting.data import load
+from benchmarks.reporting.fixtures import EXAMPLE
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,

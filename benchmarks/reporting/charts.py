@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .cases import HEADLINES
-from .report_data import CPU_FIGURE, Row
+from ..suites.cases import HEADLINES
+from .data import CPU_FIGURE, Row
 from .stats import interval_text
 
 FAMILY_COLOURS: Dict[str, str] = {

@@ -1,6 +1,6 @@
 """``select.kqueue`` and ``select.kevent`` over libkqueue, for running the kqueue paths on Linux.
 
-Test support only (it lives under ``tests/`` and neither ``pollers`` nor ``server``
+Test and benchmark support only (it lives under ``tools/`` and neither ``pollers`` nor ``server``
 can import it). With ``POLLERS_KQUEUE=libkqueue``, `install` gives the ``select``
 module the kqueue API that CPython has on the BSDs and macOS, implemented with
 ctypes over libkqueue (a userspace kqueue(2) over epoll, built by

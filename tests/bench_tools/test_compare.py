@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .compare import ROOT, main
+from benchmarks.compare import ROOT, main
 
 
 def test_two_revisions_run_interleaved_and_their_worktrees_are_removed(
@@ -37,12 +37,12 @@ def test_an_unknown_revision_is_refused_before_anything_runs() -> None:
 
 def test_the_suites_interleave_the_targets_of_a_case_round_by_round(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks/test_bench_echo.py", "--collect-only", "-q",
+        [sys.executable, "-m", "pytest", "benchmarks/suites/test_bench_echo.py", "--collect-only", "-q",
          "-p", "no:cacheprovider", "--bench-rounds", "2", "-k",
          "1KiB-x64 and (selectors-epoll or peer-selectors) or 64B and peer-c-epoll"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     ids = [line.split("[", 1)[1].rstrip("]") for line in done.stdout.splitlines()
-           if line.startswith("benchmarks/")]
+           if line.startswith("benchmarks/suites/")]
     assert ids == ["peer-c-epoll-r1-64B", "peer-c-epoll-r2-64B",
                    "selectors-epoll-r1-1KiB-x64", "peer-selectors-r1-1KiB-x64",
                    "selectors-epoll-r2-1KiB-x64", "peer-selectors-r2-1KiB-x64"], done.stdout
@@ -50,7 +50,7 @@ def test_the_suites_interleave_the_targets_of_a_case_round_by_round(tmp_path: Pa
 
 def test_the_harness_can_serve_one_client_before_the_load(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from .harness import main as harness_main
+    from benchmarks.harness import main as harness_main
 
     status = harness_main(["--target", "peer-asyncio-protocol", "--close-one-first",
                            "--server-env", "POLLERS_TEST_MARK=1", "--connections", "2",
@@ -68,7 +68,7 @@ def test_a_saved_run_records_the_load_at_its_start_its_end_and_after_each_run(
 
     saved = tmp_path / "run.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks/test_bench_echo.py", "-q",
+        [sys.executable, "-m", "pytest", "benchmarks/suites/test_bench_echo.py", "-q",
          "-p", "no:cacheprovider", "--bench-rounds", "2", "--bench-duration", "0.2",
          "-k", "64B and peer-c-epoll", "--benchmark-json", str(saved)],
         cwd=ROOT, capture_output=True, text=True, timeout=300)

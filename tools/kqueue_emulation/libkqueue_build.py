@@ -1,6 +1,6 @@
 """Build libkqueue from its vendored source tarball into ``.tox/``, once.
 
-Test support for the emulated kqueue mode (``POLLERS_KQUEUE=libkqueue``, see
+Support for the emulated kqueue mode (tests and benchmarks) (``POLLERS_KQUEUE=libkqueue``, see
 `libkqueue_select`): libkqueue is a userspace kqueue(2) over epoll. Its source is
 not part of this repository; the tarball is looked for next to the checkout, in
 ``../shared/vendor/`` (the repository's parent directory), or wherever

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "report-example" / "bench.json"
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "report-example" / "bench.json"
 
 
 def echo_entry(target: str, round_number: int, rate: float, cpu: float,

@@ -2,7 +2,7 @@
 this directory, when ``POLLERS_KQUEUE=libkqueue``: the server subprocesses that the
 echo-server and CLI tests start, and the benchmark harness's servers in that mode.
 
-Test support, like the rest of this directory (see `libkqueue_select`).
+Shared by the tests and the benchmarks, like the rest of this directory (see `libkqueue_select`).
 """
 
 import os

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .series import Member, main
+from benchmarks.series import Member, main
 
 
 def test_a_series_runs_each_target_every_round_and_pairs_the_ratios(

@@ -1,0 +1,1 @@
+"""The report's insides: data, statistics, charts, rendering, browser, fixtures."""

@@ -1,0 +1,1 @@
+"""Unit tests of the benchmark tools: statistics, report, series, compare, harness checks."""
