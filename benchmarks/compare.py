@@ -31,8 +31,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .reporting.render import regressions_status
 from .reporting.stats import Estimate, interval_text, median_ci, paired_ratio, verdict
-from .series import Member, run_once
+from .series import Member, run_once, split_harness_args
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE, CPU = "round_trips_per_s", "server_cpu_us_per_msg"
@@ -109,11 +110,7 @@ def render(targets: Sequence[str], runs: Dict[Tuple[str, str], List[Dict[str, An
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    harness_args: List[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, harness_args = argv[:cut], argv[cut + 1:]
+    argv, harness_args = split_harness_args(argv)
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare",
                                      description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("old", help="the older revision (anything git rev-parse takes)")
@@ -169,12 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table, regressions = render(targets, runs, names, args.threshold, args.on)
     print(f"{args.rounds} interleaved rounds; harness options: {' '.join(harness_args) or '-'}")
     print(table)
-    if regressions:
-        print(f"{len(regressions)} regression(s) beyond {args.threshold:.0%}:", file=sys.stderr)
-        for line in regressions:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+    return regressions_status(regressions, args.threshold)
 
 
 if __name__ == "__main__":

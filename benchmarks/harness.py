@@ -16,16 +16,7 @@ import shlex
 import sys
 from typing import Dict, Optional, Sequence
 
-from .suites.harness import (
-    BenchmarkError,
-    LoadSpec,
-    check,
-    default_cpus,
-    parse_cpus,
-    realtime_unavailable_reason,
-    run_echo,
-    summary,
-)
+from .suites import harness as driver
 from .suites.targets import TARGETS, default_python, probe
 
 
@@ -40,9 +31,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--idle", type=int, default=0)
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--duration", type=float, default=2.0)
-    parser.add_argument("--server-cpu", type=parse_cpus, default=None,
+    parser.add_argument("--server-cpu", type=driver.parse_cpus, default=None,
                         help="CPUs for the server: 0, 0,1 or none (default the first CPU)")
-    parser.add_argument("--client-cpu", type=parse_cpus, default=None,
+    parser.add_argument("--client-cpu", type=driver.parse_cpus, default=None,
                         help="CPUs for the load generator (default the second CPU)")
     parser.add_argument("--server-args", default="",
                         help="extra options for python -m server, e.g. '--workers 2'")
@@ -56,7 +47,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "(the state of a server that has served a client before)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    server_cpus, client_cpus = default_cpus()
+    server_cpus, client_cpus = driver.default_cpus()
     if args.server_cpu is not None:
         server_cpus = args.server_cpu
     if args.client_cpu is not None:
@@ -64,7 +55,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     target = TARGETS[args.target]
     reason = probe(args.server_python).reason_unavailable(target)
     if reason is None and args.realtime:
-        reason = realtime_unavailable_reason()
+        reason = driver.realtime_unavailable_reason()
     if reason is not None:
         parser.exit(2, f"cannot run: {reason}\n")
     env: Dict[str, str] = {}
@@ -73,19 +64,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not equals or not name:
             parser.error(f"--server-env {item!r}: give NAME=VALUE")
         env[name] = value
-    spec = LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup, args.duration)
+    spec = driver.LoadSpec(args.connections, args.depth, args.size, args.idle, args.warmup,
+                           args.duration)
     try:
-        result = run_echo(target, spec, args.server_python, server_cpus, client_cpus,
+        result = driver.run_echo(target, spec, args.server_python, server_cpus, client_cpus,
                           args.realtime, shlex.split(args.server_args), env,
                           args.close_one_first)
-        check(result)
-    except BenchmarkError as exc:
+        driver.check(result)
+    except driver.BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result.figures(), indent=2))
     else:
-        print(f"{result.target}: {summary(result)}")
+        print(f"{result.target}: {driver.summary(result)}")
     return 0
 
 

@@ -52,6 +52,7 @@ from .reporting.render import (
     Heading,
     Paragraph,
     Table,
+    regressions_status,
     to_html,
     to_markdown,
 )
@@ -626,12 +627,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown, html, charts = write(run, args.out, comparison, args.note,
                                    args.machine_note)
     print(f"wrote {markdown} and {html} ({len(run.rows)} results, {charts} charts)")
-    if regressions:
-        print(f"{len(regressions)} regression(s) past {args.threshold:.0%}:", file=sys.stderr)
-        for line in regressions:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    return 0
+    return regressions_status(regressions, args.threshold)
 
 
 if __name__ == "__main__":

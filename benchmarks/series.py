@@ -116,12 +116,17 @@ def render(members: List[Member], runs: Dict[str, List[Dict[str, Any]]],
     return "\n".join(lines)
 
 
+def split_harness_args(argv: Optional[Sequence[str]]) -> Tuple[List[str], List[str]]:
+    """The command's own arguments, and those after ``--`` (for every harness run)."""
+    own = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in own:
+        return own, []
+    cut = own.index("--")
+    return own[:cut], own[cut + 1:]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    harness_args: List[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, harness_args = argv[:cut], argv[cut + 1:]
+    argv, harness_args = split_harness_args(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("members", nargs="+", metavar="[LABEL=][TREE:]TARGET[@PYTHON]")
     parser.add_argument("--rounds", type=int, default=3)

@@ -14,6 +14,7 @@ that tried would show the attempt as an error in the browser's console.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from html import escape
 from typing import List, Sequence, Union
@@ -215,3 +216,13 @@ def to_html(document: Document) -> str:
             parts.append(f"<pre>{escape(block.text)}</pre>")
     parts += [f"<script>{SCRIPT}</script>", "</body>", "</html>", ""]
     return "\n".join(parts)
+
+
+def regressions_status(regressions: Sequence[str], threshold: float) -> int:
+    """A command's exit status: 1 after listing ``regressions`` on stderr, else 0."""
+    if not regressions:
+        return 0
+    print(f"{len(regressions)} regression(s) past {threshold:.0%}:", file=sys.stderr)
+    for line in regressions:
+        print(f"  {line}", file=sys.stderr)
+    return 1

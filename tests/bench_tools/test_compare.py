@@ -37,7 +37,8 @@ def test_an_unknown_revision_is_refused_before_anything_runs() -> None:
 
 def test_the_suites_interleave_the_targets_of_a_case_round_by_round(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks/suites/test_bench_echo.py", "--collect-only", "-q",
+        [sys.executable, "-m", "pytest", "benchmarks/suites/test_bench_echo.py", "--collect-only",
+         "-q",
          "-p", "no:cacheprovider", "--bench-rounds", "2", "-k",
          "1KiB-x64 and (selectors-epoll or peer-selectors) or 64B and peer-c-epoll"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
