@@ -388,6 +388,31 @@ class Poller(abc.ABC):
     def closed(self) -> bool:
         return self._closed
 
+    #: Set by the attached pollers' classes; read through `attached`.
+    _attached = False
+
+    @property
+    def attached(self) -> bool:
+        """True if the poller runs on a loop its caller owns (`pollers.attach`).
+
+        An attached poller never closes, stops or replaces that loop; see
+        "Attached pollers" in ``docs/contract.md``. False for `pollers.create`'s.
+        """
+        return self._attached
+
+    def when_stopped(self) -> Any:
+        """The host's own notification that this attached poller stopped.
+
+        Completed by `stop` (and by `close`): an `asyncio.Future` of the host loop
+        (asyncio, Tornado), a ``Deferred`` (Twisted), a ``gevent.event.Event``
+        (gevent). An owned poller has none: its `run` returns when it stops, so
+        this raises TypeError.
+        """
+        raise TypeError(
+            f"when_stopped() is for attached pollers; the owned {self.name} poller's "
+            "run() returns when it stops"
+        )
+
     def __enter__(self) -> Poller:
         return self
 
