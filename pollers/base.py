@@ -369,6 +369,10 @@ class Poller(abc.ABC):
     def close(self) -> None:
         """Release the OS resources. Idempotent; any later use raises `PollerClosedError`.
 
+        An owned poller refuses (RuntimeError) while its `run` is in progress; an
+        attached one does not: it removes what it added to the host loop (and makes
+        its `run`, if in progress, return) but leaves the loop itself alone.
+
         In a forked child this only marks the poller closed: its kernel objects are
         shared with the parent (an epoll set, the loop's registrations in it), and
         releasing them through the backend would unregister the parent's descriptors.
@@ -376,13 +380,17 @@ class Poller(abc.ABC):
         if self._closed:
             return
         forked = _forks_seen != self._forks_seen
-        if self._running and not forked:
+        if self._running and not forked and not self._attached:
             raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
         self._closed = True
         self._registrations.clear()
         self._timers.clear()
         if not forked:
             self._backend_close()
+
+    def _in_forked_child(self) -> bool:
+        """True in a fork child of the process that made the poller."""
+        return _forks_seen != self._forks_seen
 
     @property
     def closed(self) -> bool:

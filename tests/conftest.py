@@ -135,6 +135,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "kqueue, shown against libkqueue alone; in the emulated kqueue mode the test's "
         "cases of the kqueue variants (or of those named) are xfail(strict=True) with the reason",
     )
+    config.addinivalue_line(
+        "markers",
+        "owned_only(reason): the test needs a poller that owns its loop (it selects "
+        "--poller, forks, ...); its attached variants are skipped with the reason",
+    )
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
