@@ -165,11 +165,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "variant", SELECTED_VARIANTS, ids=[variant_id(name) for name in SELECTED_VARIANTS]
         )
+    if "attached_variant" in metafunc.fixturenames:  # the attachment-only tests
+        metafunc.parametrize(
+            "attached_variant", [name for name in SELECTED_VARIANTS if is_attached(name)]
+        )
 
 
 def is_attached(variant: str) -> bool:
     """True for an attached variant (``asyncio-attached``), made by `pollers.attach`."""
     return variant in pollers.ATTACHED_VARIANTS
+
+
+@pytest.fixture
+def attached_name(attached_variant: str) -> str:
+    """The attached variant name, skipping where it cannot run or has no host."""
+    reason = _VARIANTS[attached_variant].reason
+    if reason is not None:
+        pytest.skip(f"{attached_variant}: {reason}")
+    if attached_variant not in HOSTS:
+        pytest.skip(f"{attached_variant}: tests/hosts.py has no host for it")
+    return attached_variant
 
 
 @pytest.fixture
