@@ -6,6 +6,9 @@ reactors and gevent's loops.
     ...     timer = poller.call_later(0.01, poller.stop)
     ...     poller.run()
 
+`pollers.attach` makes a poller over an event loop the application already
+runs (asyncio, Tornado, Twisted, gevent); see ``docs/attached.md``.
+
 See ``docs/contract.md`` for the contract every backend keeps.
 """
 
@@ -18,11 +21,22 @@ from .base import (
     PollerForkedError,
     Timer,
 )
-from .registry import FAMILIES, VARIANTS, Variant, available, create, variants
+from .registry import (
+    ATTACHED_VARIANTS,
+    FAMILIES,
+    VARIANTS,
+    Variant,
+    attach,
+    attached_variants,
+    available,
+    create,
+    variants,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ATTACHED_VARIANTS",
     "FAMILIES",
     "VARIANTS",
     "Events",
@@ -34,6 +48,8 @@ __all__ = [
     "Timer",
     "Variant",
     "__version__",
+    "attach",
+    "attached_variants",
     "available",
     "create",
     "variants",

@@ -1,6 +1,7 @@
 """`AsyncioPoller`: descriptors through ``loop.add_reader``/``add_writer``.
 
-The loop is the poller's own (``asyncio`` or ``uvloop``), never the caller's.
+The loop is the poller's own (``asyncio`` or ``uvloop``); `AttachedAsyncioPoller`
+(`pollers.attach`) sits on the caller's instead.
 asyncio reports read and write readiness of one descriptor as two callbacks,
 READ and WRITE, each delivered at most once per pass.
 
@@ -24,15 +25,18 @@ two loops make different costs matter:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
-from .base import READ, WRITE, Callback, Registration
+from .base import READ, WRITE, Callback, Poller, Registration
 from .family import Family, VariantSpec
 from .loop_base import (
     LOOP_OPTION,
     LOOP_RUNS_ON,
+    AttachedLoopPoller,
     LoopBackedPoller,
+    loop_kind,
     loop_unavailable_reason,
     new_event_loop,
 )
@@ -60,18 +64,25 @@ _AddCallback = Callable[..., Any]  # loop.add_reader / loop.add_writer
 
 class AsyncioPoller(LoopBackedPoller):
     def __init__(self, loop: str = "asyncio") -> None:
-        super().__init__(new_event_loop(loop))
+        super().__init__(self._event_loop(loop))
         self.name = "asyncio" if loop == "asyncio" else f"asyncio-{loop}"
         self._watch: Callable[[_AddCallback, Registration, int], None]
         if loop in _DIRECT_DISPATCH_LOOPS:
             self._watch = self._watch_directly
-            self._asyncio_loop.set_exception_handler(self._on_loop_exception)
+            self._take_exception_handler()
         else:
             self._watch = self._watch_through_on_ready
         self._ready_callbacks = {
             READ: self._ready_callback(READ),
             WRITE: self._ready_callback(WRITE),
         }
+
+    def _event_loop(self, kind: str) -> asyncio.AbstractEventLoop:
+        """The loop to sit on: a new one of ``kind`` (the attached poller's: the host's)."""
+        return new_event_loop(kind)
+
+    def _take_exception_handler(self) -> None:
+        self._asyncio_loop.set_exception_handler(self._on_loop_exception)
 
     # -- descriptors -------------------------------------------------------
 
@@ -179,6 +190,59 @@ class AsyncioPoller(LoopBackedPoller):
         self._asyncio_loop.close()
 
 
+class AttachedAsyncioPoller(AttachedLoopPoller, AsyncioPoller):
+    """An `AsyncioPoller` on the caller's loop (`pollers.attach`); see `AttachedLoopPoller`.
+
+    On uvloop, where handlers are called directly, a raising handler still reaches
+    `Poller._dispatch_failed` through the loop's exception handler: this poller
+    installs its own in front of the host's, passes every other exception on to
+    the host's (or the loop's default), and puts the host's back at `close`. A
+    host that sets another exception handler after attaching takes that path back.
+    """
+
+    def __init__(self, host: asyncio.AbstractEventLoop) -> None:
+        self._host_loop = host
+        self._host_exception_handler: Optional[Callable[..., object]] = None
+        super().__init__(loop_kind(host))
+
+    def _event_loop(self, kind: str) -> asyncio.AbstractEventLoop:
+        return self._host_loop
+
+    def _take_exception_handler(self) -> None:
+        self._host_exception_handler = self._host_loop.get_exception_handler()
+        self._host_loop.set_exception_handler(self._on_loop_exception)
+
+    def _on_loop_exception(self, loop: Any, context: Dict[str, Any]) -> None:
+        registration = None
+        if isinstance(context.get("exception"), Exception):
+            registration = _SERVED.get(None)
+        previous = self._host_exception_handler
+        if registration is not None and (
+            self._registrations.get(registration.fd) is registration
+            or not isinstance(getattr(previous, "__self__", None), AttachedAsyncioPoller)
+        ):
+            self._dispatch_failed(registration)  # ours (or no other poller's)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    def _stop_loop(self) -> None:
+        self._asyncio_loop.stop()
+
+    def _backend_close(self) -> None:
+        if self._host_loop.get_exception_handler() == self._on_loop_exception:
+            self._host_loop.set_exception_handler(self._host_exception_handler)
+
+
+def _attach(host: object, **options: Any) -> Optional[Poller]:
+    if not isinstance(host, asyncio.AbstractEventLoop):
+        return None
+    if options:
+        raise TypeError(f"attaching to an asyncio loop takes no options, got {sorted(options)}")
+    return AttachedAsyncioPoller(host)
+
+
 FAMILY = Family(
     name="asyncio",
     summary="loop.add_reader / add_writer on an asyncio event loop",
@@ -191,4 +255,14 @@ FAMILY = Family(
     unavailable_reason=lambda options: loop_unavailable_reason(options["loop"]),
     merges_read_and_write=False,
     libraries=("uvloop",),
+    attach=_attach,
+    attach_accepts="an asyncio event loop (asyncio.AbstractEventLoop, uvloop's included)",
+    attached_variants=tuple(
+        VariantSpec(
+            "asyncio-attached" if loop == "asyncio" else f"asyncio-{loop}-attached",
+            {"loop": loop},
+            runs_on,
+        )
+        for loop, runs_on in LOOP_RUNS_ON.items()
+    ),
 )

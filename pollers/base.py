@@ -369,6 +369,10 @@ class Poller(abc.ABC):
     def close(self) -> None:
         """Release the OS resources. Idempotent; any later use raises `PollerClosedError`.
 
+        An owned poller refuses (RuntimeError) while its `run` is in progress; an
+        attached one does not: it removes what it added to the host loop (and makes
+        its `run`, if in progress, return) but leaves the loop itself alone.
+
         In a forked child this only marks the poller closed: its kernel objects are
         shared with the parent (an epoll set, the loop's registrations in it), and
         releasing them through the backend would unregister the parent's descriptors.
@@ -376,7 +380,7 @@ class Poller(abc.ABC):
         if self._closed:
             return
         forked = _forks_seen != self._forks_seen
-        if self._running and not forked:
+        if self._running and not forked and not self._attached:
             raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
         self._closed = True
         self._registrations.clear()
@@ -384,9 +388,38 @@ class Poller(abc.ABC):
         if not forked:
             self._backend_close()
 
+    def _in_forked_child(self) -> bool:
+        """True in a fork child of the process that made the poller."""
+        return _forks_seen != self._forks_seen
+
     @property
     def closed(self) -> bool:
         return self._closed
+
+    #: Set by the attached pollers' classes; read through `attached`.
+    _attached = False
+
+    @property
+    def attached(self) -> bool:
+        """True if the poller runs on a loop its caller owns (`pollers.attach`).
+
+        An attached poller never closes, stops or replaces that loop; see
+        "Attached pollers" in ``docs/contract.md``. False for `pollers.create`'s.
+        """
+        return self._attached
+
+    def when_stopped(self) -> Any:
+        """The host's own notification that this attached poller stopped.
+
+        Completed by `stop` (and by `close`): an `asyncio.Future` of the host loop
+        (asyncio, Tornado), a ``Deferred`` (Twisted), a ``gevent.event.Event``
+        (gevent). An owned poller has none: its `run` returns when it stops, so
+        this raises TypeError.
+        """
+        raise TypeError(
+            f"when_stopped() is for attached pollers; the owned {self.name} poller's "
+            "run() returns when it stops"
+        )
 
     def __enter__(self) -> Poller:
         return self

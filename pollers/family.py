@@ -7,6 +7,11 @@ everything that lists families, options or variants reads them from there:
 option flags and ``--help``, the test parametrization and ``POLLERS_FAMILIES``,
 the benchmark targets, and the variant table in ``docs/contract.md``.
 
+A family whose loop an application can own (asyncio, Tornado, Twisted, gevent)
+also declares how to attach a poller to such a loop (``attach``) and the
+attached variants the test suite runs (``attached_variants``); `pollers.attach`
+walks the families in order and takes the first that recognizes the host.
+
 A declaration must be cheap to import: the backend module imports its
 third-party library (Tornado, uvloop, ...) only inside ``factory`` and
 ``unavailable_reason``, so that ``import pollers`` imports none of them.
@@ -66,11 +71,20 @@ class Family:
     #: The distributions (PyPI names) it runs on, whose versions ``echo-server --version``
     #: reports; the standard library is not named.
     libraries: Tuple[str, ...] = ()
+    #: ``attach(host, **options)``: a poller over ``host``, a loop the caller owns, or
+    #: None if ``host`` is not of this family. It must not import a library ``host``
+    #: cannot come from (look in ``sys.modules`` first). None: the family has no attached form.
+    attach: Optional[Callable[..., Optional[Poller]]] = None
+    #: What ``attach`` accepts, for `pollers.attach`'s TypeError ("an asyncio event loop").
+    attach_accepts: str = ""
+    #: The attached variants (``asyncio-attached``): their names, the options of the
+    #: host loop they stand for (``unavailable_reason`` applies), and where they run.
+    attached_variants: Tuple[VariantSpec, ...] = ()
     option_names: Tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "option_names", tuple(option.name for option in self.options))
-        for variant in self.variants:
+        for variant in self.variants + self.attached_variants:
             if set(variant.options) != set(self.option_names):
                 raise ValueError(
                     f"variant {variant.name!r} of {self.name!r} must fix every option "

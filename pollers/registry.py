@@ -12,7 +12,7 @@ modules to read, in the order the families are listed.
 from __future__ import annotations
 
 import importlib
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .base import Poller
 from .family import Family, Option
@@ -53,6 +53,15 @@ VARIANTS: Dict[str, Tuple[str, Dict[str, str]]] = {
     for variant in family.variants
 }
 
+#: Every attached variant (``asyncio-attached``...), with the family and the options of
+#: the host loop it stands for. Not in `VARIANTS`: ``create`` cannot make them, since
+#: an attached poller needs a host loop (see `attach`).
+ATTACHED_VARIANTS: Dict[str, Tuple[str, Dict[str, str]]] = {
+    variant.name: (family.name, dict(variant.options))
+    for family in FAMILY_DECLARATIONS.values()
+    for variant in family.attached_variants
+}
+
 #: Variant name -> the lowest descriptor number it refuses (select(2)'s FD_SETSIZE), for
 #: the variants that have such a limit.
 DESCRIPTOR_LIMITS: Dict[str, int] = {
@@ -83,6 +92,38 @@ def variants() -> List[Variant]:
     ]
 
 
+def attached_variants() -> List[Variant]:
+    """Every attached variant, whether it runs here, and if not, why.
+
+    Apart from `variants`, which lists the owned variants that `create` makes
+    (the command line's ``--poller`` choices and the benchmark targets).
+    """
+    return [
+        Variant(name, family, dict(options), _reason(family, options))
+        for name, (family, options) in ATTACHED_VARIANTS.items()
+    ]
+
+
+def attach(host: object, **options: Any) -> Poller:
+    """A poller over ``host``, an event loop the caller owns and keeps owning.
+
+    The family is found from the type of ``host``: an asyncio event loop (uvloop's
+    included), a Tornado ``IOLoop``, a Twisted reactor, a gevent loop or hub.
+    The poller never closes, stops or replaces ``host``; see "Attached pollers"
+    in ``docs/contract.md``. TypeError, naming what is accepted, for anything else.
+    """
+    for family in FAMILY_DECLARATIONS.values():
+        if family.attach is not None:
+            poller = family.attach(host, **options)
+            if poller is not None:
+                return poller
+    accepted = [family.attach_accepts for family in FAMILY_DECLARATIONS.values() if family.attach]
+    raise TypeError(
+        f"cannot attach a poller to {type(host).__module__}.{type(host).__qualname__}; "
+        f"attach takes {', '.join(accepted)}"
+    )
+
+
 def _reason(family: str, options: Dict[str, str]) -> Optional[str]:
     return FAMILY_DECLARATIONS[family].unavailable_reason(options)
 
@@ -93,8 +134,12 @@ def available() -> List[str]:
 
 
 def family_of(variant: str) -> Family:
-    """The declaration of the family that ``variant`` belongs to (KeyError if unknown)."""
-    return FAMILY_DECLARATIONS[VARIANTS[variant][0]]
+    """The declaration of the family that ``variant`` (owned or attached) belongs to.
+
+    KeyError if unknown.
+    """
+    family = VARIANTS[variant] if variant in VARIANTS else ATTACHED_VARIANTS[variant]
+    return FAMILY_DECLARATIONS[family[0]]
 
 
 def command_line_options() -> Dict[str, Tuple[Option, Tuple[str, ...]]]:

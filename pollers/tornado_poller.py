@@ -4,15 +4,25 @@ Tornado is given the descriptor *number*, never the object: Tornado looks a
 handler up by ``fileno()``, which a closed socket reports as -1, so handing it
 objects would strand a closed socket's handler and refuse its reused number.
 Callbacks and timers go through the IOLoop (``add_callback``, ``call_later``).
+`TornadoPoller` makes its own IOLoop; `AttachedTornadoPoller` (`pollers.attach`)
+sits on the caller's.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Mapping, Optional
 
-from .base import Callback, Registration
+from .base import Callback, Poller, Registration
 from .family import Family, VariantSpec
-from .loop_base import LOOP_OPTION, LoopBackedPoller, loop_unavailable_reason, new_event_loop
+from .loop_base import (
+    LOOP_OPTION,
+    AttachedLoopPoller,
+    LoopBackedPoller,
+    loop_kind,
+    loop_unavailable_reason,
+    new_event_loop,
+)
 
 
 def tornado_unavailable_reason() -> Optional[str]:
@@ -29,12 +39,15 @@ def _unavailable_reason(options: Mapping[str, str]) -> Optional[str]:
 
 class TornadoPoller(LoopBackedPoller):
     def __init__(self, loop: str = "asyncio") -> None:
+        self._ioloop = self._make_ioloop(loop)
+        super().__init__(self._ioloop.asyncio_loop)
+        self.name = "tornado" if loop == "asyncio" else f"tornado-{loop}"
+
+    def _make_ioloop(self, kind: str) -> Any:
+        """The IOLoop to sit on: a new one over a new ``kind`` loop (attached: the host's)."""
         from tornado.platform.asyncio import AsyncIOLoop
 
-        asyncio_loop = new_event_loop(loop)
-        super().__init__(asyncio_loop)
-        self._ioloop = AsyncIOLoop(asyncio_loop=asyncio_loop, make_current=False)
-        self.name = "tornado" if loop == "asyncio" else f"tornado-{loop}"
+        return AsyncIOLoop(asyncio_loop=new_event_loop(kind), make_current=False)
 
     # -- descriptors -------------------------------------------------------
 
@@ -121,6 +134,36 @@ class TornadoPoller(LoopBackedPoller):
         self._ioloop.close(all_fds=False)
 
 
+class AttachedTornadoPoller(AttachedLoopPoller, TornadoPoller):
+    """A `TornadoPoller` on the caller's IOLoop (`pollers.attach`); see `AttachedLoopPoller`.
+
+    Its handlers go through ``IOLoop.add_handler`` and its timer and callbacks
+    through ``call_later`` and ``add_callback``, as the owned poller's do; `run`
+    is ``IOLoop.start()`` and a `run` in progress ends with ``IOLoop.stop()``.
+    """
+
+    def __init__(self, host: Any) -> None:
+        self._host_ioloop = host
+        super().__init__(loop_kind(host.asyncio_loop))
+
+    def _make_ioloop(self, kind: str) -> Any:
+        return self._host_ioloop
+
+    def _stop_loop(self) -> None:
+        self._ioloop.stop()
+
+
+def _attach(host: object, **options: Any) -> Optional[Poller]:
+    ioloop = sys.modules.get("tornado.ioloop")  # not imported: host cannot be an IOLoop
+    if ioloop is None or not isinstance(host, ioloop.IOLoop):
+        return None
+    if options:
+        raise TypeError(f"attaching to a Tornado IOLoop takes no options, got {sorted(options)}")
+    if not hasattr(host, "asyncio_loop"):
+        raise TypeError(f"{type(host).__name__} is not an asyncio-based IOLoop (Tornado 5+)")
+    return AttachedTornadoPoller(host)
+
+
 FAMILY = Family(
     name="tornado",
     summary="Tornado's IOLoop.add_handler / update_handler / remove_handler",
@@ -133,4 +176,10 @@ FAMILY = Family(
     unavailable_reason=_unavailable_reason,
     merges_read_and_write=False,
     libraries=("tornado", "uvloop"),
+    attach=_attach,
+    attach_accepts="a Tornado IOLoop (IOLoop.current())",
+    attached_variants=(
+        VariantSpec("tornado-attached", {"loop": "asyncio"}, "anywhere Tornado runs"),
+        VariantSpec("tornado-uvloop-attached", {"loop": "uvloop"}, "CPython with uvloop"),
+    ),
 )

@@ -9,6 +9,14 @@ for tox's backend factor; the others are deselected, not skipped, and
 Variants and families come from the registry, which reads each backend module's
 declaration.
 
+The attached variants (``asyncio-attached``, ``tornado-attached``...,
+``pollers.attached_variants()``) run the same tests: their ``poller`` is attached
+(`pollers.attach`) to a fresh host loop that ``hosts.py`` makes, and its ``run()``
+runs that loop the host's way. ``POLLERS_FAMILIES`` selects them by their family.
+A test that cannot apply to them says why once, with ``@pytest.mark.owned_only(reason)``.
+Tests that need more than one poller take ``make_poller`` rather than calling
+``pollers.create``, so the attached variants run them too.
+
 ``POLLERS_KQUEUE=libkqueue`` is the emulated kqueue mode: ``select.kqueue`` over
 libkqueue (``tools/kqueue_emulation/``) is installed in this session and,
 through that directory's sitecustomize on PYTHONPATH, in every Python subprocess
@@ -24,7 +32,7 @@ import os
 import pkgutil
 import sys
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 
@@ -45,6 +53,8 @@ if KQUEUE_EMULATED:
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(_EMULATION_DIR), os.environ.get("PYTHONPATH")])
     )
+
+from hosts import HOSTS  # noqa: E402 (tests/ is on sys.path, as for helpers)
 
 import pollers  # noqa: E402
 from pollers import Poller  # noqa: E402
@@ -74,7 +84,8 @@ _run_the_installed_server()
 #: The variants the emulated mode runs on libkqueue; their tests' ids end in ``-libkqueue``.
 EMULATED_VARIANTS = ("selectors-kqueue", "twisted-kqueue")
 
-_VARIANTS = {variant.name: variant for variant in pollers.variants()}
+_OWNED_VARIANTS = {variant.name: variant for variant in pollers.variants()}
+_VARIANTS = {**_OWNED_VARIANTS, **{v.name: v for v in pollers.attached_variants()}}
 
 
 def _selected_families() -> List[str]:
@@ -92,6 +103,7 @@ def _selected_families() -> List[str]:
 
 
 def _selected_variants() -> List[str]:
+    """Owned variants, then attached ones, of the selected families."""
     families = _selected_families()
     selected = [name for name, variant in _VARIANTS.items() if variant.family in families]
     raw = os.environ.get("POLLERS_VARIANTS", "").strip()
@@ -123,6 +135,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "kqueue, shown against libkqueue alone; in the emulated kqueue mode the test's "
         "cases of the kqueue variants (or of those named) are xfail(strict=True) with the reason",
     )
+    config.addinivalue_line(
+        "markers",
+        "owned_only(reason): the test needs a poller that owns its loop (it selects "
+        "--poller, forks, ...); its attached variants are skipped with the reason",
+    )
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
@@ -148,22 +165,100 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "variant", SELECTED_VARIANTS, ids=[variant_id(name) for name in SELECTED_VARIANTS]
         )
+    if "attached_variant" in metafunc.fixturenames:  # the attachment-only tests
+        metafunc.parametrize(
+            "attached_variant", [name for name in SELECTED_VARIANTS if is_attached(name)]
+        )
+
+
+def is_attached(variant: str) -> bool:
+    """True for an attached variant (``asyncio-attached``), made by `pollers.attach`."""
+    return variant in pollers.ATTACHED_VARIANTS
 
 
 @pytest.fixture
-def variant_name(variant: str) -> str:
-    """The variant name, skipping with the registry's reason where it cannot run."""
+def attached_name(attached_variant: str) -> str:
+    """The attached variant name, skipping where it cannot run or has no host."""
+    reason = _VARIANTS[attached_variant].reason
+    if reason is not None:
+        pytest.skip(f"{attached_variant}: {reason}")
+    if attached_variant not in HOSTS:
+        pytest.skip(f"{attached_variant}: tests/hosts.py has no host for it")
+    return attached_variant
+
+
+@pytest.fixture
+def variant_name(variant: str, request: pytest.FixtureRequest) -> str:
+    """The variant name, skipping with the registry's reason where it cannot run.
+
+    An attached variant is also skipped where the test is marked ``owned_only``
+    (with the marker's reason), or where ``tests/hosts.py`` has no host for it.
+    """
     reason = _VARIANTS[variant].reason
     if reason is not None:
         pytest.skip(f"{variant}: {reason}")
+    if is_attached(variant):
+        marker = request.node.get_closest_marker("owned_only")
+        if marker is not None:
+            pytest.skip(f"{variant}: owned variants only: {marker.args[0]}")
+        if variant not in HOSTS:
+            pytest.skip(f"{variant}: tests/hosts.py has no host for it")
     return variant
 
 
+class PollerMaker:
+    """Makes pollers of one variant: `pollers.create`, or a fresh host and `pollers.attach`.
+
+    Closes what it made (pollers, then hosts) in `close`.
+    """
+
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        self._made: List[Tuple[Poller, Any]] = []
+
+    def __call__(self) -> Poller:
+        if not is_attached(self.variant):
+            instance = pollers.create(self.variant)
+            self._made.append((instance, None))
+            return instance
+        spec = HOSTS[self.variant]
+        host = spec.make()
+        try:
+            instance = pollers.attach(host)
+        except BaseException:
+            spec.dispose(host)
+            raise
+        self._made.append((instance, host))
+        return instance
+
+    def host_of(self, instance: Poller) -> Any:
+        """The host loop ``instance`` was attached to (None for an owned poller)."""
+        return next(host for made, host in self._made if made is instance)
+
+    def close(self) -> None:
+        while self._made:
+            instance, host = self._made.pop()
+            try:
+                instance.close()
+            finally:
+                if host is not None:
+                    HOSTS[self.variant].dispose(host)
+
+
 @pytest.fixture
-def poller(variant_name: str) -> Iterator[Poller]:
-    """A fresh poller of the variant under test, closed afterwards."""
-    instance = pollers.create(variant_name)
+def make_poller(variant_name: str) -> Iterator[PollerMaker]:
+    """``make_poller()``: a new poller of the variant under test; all closed afterwards.
+
+    For an attached variant each one is attached to a fresh host loop (``tests/hosts.py``).
+    """
+    maker = PollerMaker(variant_name)
     try:
-        yield instance
+        yield maker
     finally:
-        instance.close()
+        maker.close()
+
+
+@pytest.fixture
+def poller(make_poller: PollerMaker) -> Poller:
+    """A fresh poller of the variant under test, closed afterwards."""
+    return make_poller()

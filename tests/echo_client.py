@@ -108,6 +108,12 @@ def child_environment(**extra: str) -> Dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
+#: The ``owned_only`` reason of the tests that start the server with `variant_arguments`.
+SUBPROCESS_OWNS_ITS_LOOP = (
+    "the echo server runs in a subprocess chosen by --poller, which makes its own loop"
+)
+
+
 def variant_arguments(variant: str) -> List[str]:
     """The command-line options selecting ``variant``."""
     family, options = pollers.VARIANTS[variant]

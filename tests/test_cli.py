@@ -18,6 +18,7 @@ import pytest
 from echo_client import (
     SERVER_COMMAND,
     SUBPROCESS_CWD,
+    SUBPROCESS_OWNS_ITS_LOOP,
     ServerProcess,
     Transfer,
     child_environment,
@@ -33,6 +34,8 @@ from echo_client import (
 
 import pollers
 from server.cli import main
+
+pytestmark = pytest.mark.owned_only(SUBPROCESS_OWNS_ITS_LOOP)
 
 MiB = 1024 * 1024
 

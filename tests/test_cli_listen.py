@@ -26,6 +26,7 @@ import pytest
 from echo_client import (
     SERVER_COMMAND,
     SUBPROCESS_CWD,
+    SUBPROCESS_OWNS_ITS_LOOP,
     ServerProcess,
     child_environment,
     connect,
@@ -286,6 +287,7 @@ def test_workers_log_lines_name_their_process() -> None:
 # -- where it listens --------------------------------------------------------------
 
 
+@pytest.mark.owned_only(SUBPROCESS_OWNS_ITS_LOOP)
 def test_unix_socket_per_variant(variant_name: str, short_dir: Path) -> None:
     path = str(short_dir / "echo.sock")
     with ServerProcess([*variant_arguments(variant_name), "--unix", path]) as process:

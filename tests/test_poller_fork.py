@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import traceback
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List
 
 import pytest
 from helpers import (
@@ -30,7 +30,6 @@ from helpers import (
     run_until,
 )
 
-import pollers
 from pollers import Poller, PollerClosedError, PollerForkedError
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -40,7 +39,9 @@ CHILD_TIMEOUT = 20.0
 WAKE_BOUND = 3.0
 
 
-def _child(parent_poller: Poller, registered: socket.socket, variant_name: str) -> Dict[str, Any]:
+def _child(
+    parent_poller: Poller, registered: socket.socket, make_poller: Callable[[], Poller]
+) -> Dict[str, Any]:
     """What the child observes; runs in the forked process."""
     report: Dict[str, Any] = {"forked_errors": [], "other": {}}
     for name, use in every_use(parent_poller, registered).items():
@@ -53,7 +54,7 @@ def _child(parent_poller: Poller, registered: socket.socket, variant_name: str) 
         else:
             report["other"][name] = "no error"
     # A poller of its own works in the child.
-    with pollers.create(variant_name) as own, Sockets() as sockets:
+    with make_poller() as own, Sockets() as sockets:
         mine, peer = sockets.pair()
         recorder = Recorder()
         own.register(mine, READ, recorder)
@@ -69,14 +70,16 @@ def _child(parent_poller: Poller, registered: socket.socket, variant_name: str) 
     return report
 
 
-def _fork_and_collect(parent_poller: Poller, registered: socket.socket, variant: str) -> Any:
+def _fork_and_collect(
+    parent_poller: Poller, registered: socket.socket, make_poller: Callable[[], Poller]
+) -> Any:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never return into pytest
         status = 1
         try:
             os.close(read_end)
-            report = _child(parent_poller, registered, variant)
+            report = _child(parent_poller, registered, make_poller)
             os.write(write_end, json.dumps(report).encode())
             status = 0
         except BaseException:
@@ -104,7 +107,9 @@ def _fork_and_collect(parent_poller: Poller, registered: socket.socket, variant:
     return report
 
 
-def test_fork_child_refuses_the_parents_poller(poller: Poller, variant_name: str) -> None:
+def test_fork_child_refuses_the_parents_poller(
+    poller: Poller, make_poller: Callable[[], Poller]
+) -> None:
     with Sockets() as sockets:
         mine, peer = sockets.pair()
         recorder = Recorder()
@@ -114,7 +119,7 @@ def test_fork_child_refuses_the_parents_poller(poller: Poller, variant_name: str
         assert mine.recv(100) == b"before"
         recorder.clear()
 
-        report = _fork_and_collect(poller, mine, variant_name)
+        report = _fork_and_collect(poller, mine, make_poller)
 
         assert report["other"] == {}, report["other"]
         assert sorted(report["forked_errors"]) == sorted(USE_NAMES)

@@ -16,7 +16,7 @@ a model of what each socket is ready for:
 from __future__ import annotations
 
 import socket
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import pytest
 from helpers import READ, WRITE, Sockets, run_once
@@ -137,8 +137,8 @@ class Harness:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(history=st.lists(steps, min_size=2, max_size=25))
-def test_delivery_matches_the_model(variant_name: str, history: List[Step]) -> None:
-    with pollers.create(variant_name) as poller, Sockets() as sockets:
+def test_delivery_matches_the_model(make_poller: Callable[[], Poller], history: List[Step]) -> None:
+    with make_poller() as poller, Sockets() as sockets:
         harness = Harness(poller, sockets)
         done: List[Step] = []
         for step in history:

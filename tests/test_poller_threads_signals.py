@@ -147,11 +147,20 @@ def test_sigint_with_the_default_handler_raises_keyboard_interrupt_out_of_run(
     run_once(poller)  # nothing of the interrupt is left behind
 
 
+UVLOOP_ATTACHED_SIGNALS = (
+    "uvloop listens for signals only while it runs, and an attached poller does not keep "
+    "them blocked in between (the owned one does): the host, not the poller, decides when "
+    "its loop runs, and a signal kept blocked while the host runs the loop would never arrive"
+)
+
+
 @pytest.mark.parametrize("when", ["before the first run", "between two runs"])
 def test_a_signal_while_the_loop_is_not_running_is_handled_when_it_runs(
-    poller: Poller, when: str
+    poller: Poller, when: str, request: pytest.FixtureRequest
 ) -> None:
     """Not lost, not fatal: uvloop itself only listens while it runs."""
+    if poller.attached and "-uvloop" in poller.name:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=UVLOOP_ATTACHED_SIGNALS))
     seen: List[int] = []
     poller.add_signal_handler(signal.SIGUSR1, seen.append, 1)
     if when == "between two runs":
@@ -201,9 +210,16 @@ def test_run_inside_run_raises_and_close_while_running_raises(poller: Poller) ->
             poller.close()
         except RuntimeError:
             errors.append("close")
-        poller.stop()
+        if not poller.closed:
+            poller.stop()
 
     poller.call_soon(misuse)
     _run_expecting_a_prompt_stop(poller)
-    assert errors == ["run", "close"]
-    assert not poller.closed
+    if poller.attached:
+        # An attached poller may close while running (it is how a library detaches): its
+        # run() returns, and the host's loop stays open.
+        assert errors == ["run"]
+        assert poller.closed
+    else:
+        assert errors == ["run", "close"]
+        assert not poller.closed

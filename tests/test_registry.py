@@ -109,6 +109,7 @@ def test_create_refuses_an_unavailable_variant_naming_the_reason() -> None:
             assert name in message
 
 
+@pytest.mark.owned_only("it tests pollers.create, which makes owned pollers")
 def test_create_every_available_variant_by_name_and_by_family(variant_name: str) -> None:
     family, options = pollers.VARIANTS[variant_name]
     for poller in (pollers.create(variant_name), pollers.create(family, **options)):

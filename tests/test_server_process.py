@@ -12,6 +12,7 @@ from typing import Iterator, List
 
 import pytest
 from echo_client import (
+    SUBPROCESS_OWNS_ITS_LOOP,
     PeakRss,
     ServerProcess,
     Transfer,
@@ -24,7 +25,10 @@ from echo_client import (
 )
 from helpers import limited_to_fd_setsize
 
+pytestmark = pytest.mark.owned_only(SUBPROCESS_OWNS_ITS_LOOP)
+
 MiB = 1024 * 1024
+
 
 @pytest.fixture
 def server_process(variant_name: str) -> Iterator[ServerProcess]:

@@ -11,6 +11,7 @@ from typing import List, Set
 import psutil
 import pytest
 from echo_client import (
+    SUBPROCESS_OWNS_ITS_LOOP,
     ServerProcess,
     Transfer,
     connect,
@@ -19,6 +20,8 @@ from echo_client import (
     receive_all,
     variant_arguments,
 )
+
+pytestmark = pytest.mark.owned_only(SUBPROCESS_OWNS_ITS_LOOP)
 
 MiB = 1024 * 1024
 

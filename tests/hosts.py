@@ -1,0 +1,255 @@
+"""Host loops for the attached variants: how a test makes one, drives it, counts it, disposes of it.
+
+`HOSTS` maps each attached variant name (``pollers.attached_variants()``) to a
+`HostSpec`. A host is made fresh for each test and not running; the conformance
+suite attaches a poller to it and runs that poller's ``run()``, which runs the host
+loop the host's way. The attachment-only tests (``test_poller_attached.py``) also
+run the host themselves, through `drive`, as an application would.
+
+Each family's entries import their library only inside their functions, so that
+this module imports none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional
+
+#: How often a driven host re-checks its condition.
+POLL_INTERVAL = 0.002
+
+
+class HostTimeout(AssertionError):
+    """`drive` gave up: the condition did not hold within the timeout."""
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """How the tests use the host loop of one attached variant."""
+
+    #: A fresh host loop, not running (``asyncio.new_event_loop()``, an ``IOLoop``...).
+    make: Callable[[], Any]
+    #: Runs the host the host's way until ``until()`` holds (True) or ``timeout``
+    #: seconds pass (False); the host loop is left open and not running.
+    drive: Callable[[Any, Callable[[], bool], float], bool]
+    #: How many descriptors the host loop watches (its readers and writers, or
+    #: handlers): a test compares this before attaching and after closing.
+    watched: Callable[[Any], int]
+    #: Releases what ``make`` made, after the test.
+    dispose: Callable[[Any], None]
+    #: The host's own API, as the application around an attached poller uses it:
+    #: ``add_reader(host, sock, callback)`` watches ``sock`` for reading and returns
+    #: the function that stops watching it;
+    add_reader: Callable[[Any, socket.socket, Callable[[], None]], Callable[[], None]]
+    #: ``call_later(host, delay, callback)``, a timer of the host's;
+    call_later: Callable[[Any, float, Callable[[], None]], object]
+    #: ``call_soon(host, callback)``, a callback of the host's, from its thread;
+    call_soon: Callable[[Any, Callable[[], None]], None]
+    #: ``record_crashes(host, into)``: route what reaches the host's crash path (an
+    #: exception nothing handled: asyncio's exception handler, Twisted's logged
+    #: failures, gevent's hub errors) into the list ``into``, for the test's duration;
+    record_crashes: Callable[[Any, List[object]], None]
+    #: ``claim_signal(host, sig, callback)``: the host handles ``sig`` its own way
+    #: (``loop.add_signal_handler``...); returns the function that gives it back.
+    claim_signal: Callable[[Any, int, Callable[[], None]], Callable[[], None]]
+
+
+def drive(variant: str, host: Any, until: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Run ``host`` (of the attached ``variant``) the host's way until ``until()`` holds.
+
+    Fails the test (`HostTimeout`) if it does not hold within ``timeout`` seconds.
+    """
+    if not HOSTS[variant].drive(host, until, timeout):
+        raise HostTimeout(f"{variant}: the condition did not hold within {timeout} s")
+
+
+# -- asyncio (and uvloop) ---------------------------------------------------
+
+
+def _new_asyncio_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.new_event_loop()
+
+
+def _new_uvloop_loop() -> asyncio.AbstractEventLoop:
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+async def _wait_until(until: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(POLL_INTERVAL)
+    return True
+
+
+def _drive_asyncio(
+    loop: asyncio.AbstractEventLoop, until: Callable[[], bool], timeout: float
+) -> bool:
+    """As ``asyncio.run`` would: the application's coroutine runs on the loop."""
+    return loop.run_until_complete(_wait_until(until, timeout))
+
+
+def _epoll_entries(epoll_fd: int) -> int:
+    """How many descriptors the epoll instance ``epoll_fd`` of this process watches."""
+    with open(f"/proc/self/fdinfo/{epoll_fd}") as info:
+        return sum(1 for line in info if line.startswith("tfd:"))
+
+
+def _asyncio_watched(loop: asyncio.AbstractEventLoop) -> int:
+    backend_id: Optional[Callable[[], int]] = getattr(loop, "_get_backend_id", None)
+    if backend_id is not None:  # uvloop: libuv's epoll set (it keeps no Python table)
+        return _epoll_entries(backend_id())
+    selector = loop._selector  # type: ignore[attr-defined]  # asyncio's selector loops
+    return len(selector.get_map())
+
+
+def _close_asyncio(loop: asyncio.AbstractEventLoop) -> None:
+    if not loop.is_closed():
+        loop.close()
+
+
+def _asyncio_add_reader(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, callback: Callable[[], None]
+) -> Callable[[], None]:
+    fd = sock.fileno()
+    loop.add_reader(fd, callback)
+
+    def remove() -> None:
+        loop.remove_reader(fd)
+
+    return remove
+
+
+def _asyncio_call_later(
+    loop: asyncio.AbstractEventLoop, delay: float, callback: Callable[[], None]
+) -> object:
+    return loop.call_later(delay, callback)
+
+
+def _asyncio_call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    loop.call_soon(callback)
+
+
+def _asyncio_record_crashes(loop: asyncio.AbstractEventLoop, into: List[object]) -> None:
+    loop.set_exception_handler(lambda _loop, context: into.append(context))
+
+
+def _asyncio_claim_signal(
+    loop: asyncio.AbstractEventLoop, sig: int, callback: Callable[[], None]
+) -> Callable[[], None]:
+    loop.add_signal_handler(sig, callback)
+
+    def give_back() -> None:
+        loop.remove_signal_handler(sig)
+
+    return give_back
+
+
+# -- Tornado ----------------------------------------------------------------
+
+
+def _new_ioloop(make_loop: Callable[[], asyncio.AbstractEventLoop]) -> Callable[[], Any]:
+    def make() -> Any:
+        from tornado.platform.asyncio import AsyncIOLoop
+
+        return AsyncIOLoop(asyncio_loop=make_loop(), make_current=False)
+
+    return make
+
+
+def _drive_tornado(ioloop: Any, until: Callable[[], bool], timeout: float) -> bool:
+    """As a Tornado application does: ``IOLoop.start()``, stopped from a check of its own."""
+    deadline = time.monotonic() + timeout
+    held = [False]
+
+    def check() -> None:
+        if until():
+            held[0] = True
+            ioloop.stop()
+        elif time.monotonic() >= deadline:
+            ioloop.stop()
+        else:
+            ioloop.call_later(POLL_INTERVAL, check)
+
+    ioloop.add_callback(check)
+    ioloop.start()
+    return held[0]
+
+
+def _tornado_watched(ioloop: Any) -> int:
+    return len(ioloop.handlers) + _asyncio_watched(ioloop.asyncio_loop)
+
+
+def _close_ioloop(ioloop: Any) -> None:
+    ioloop.close(all_fds=False)  # closes its asyncio loop too
+
+
+def _tornado_add_reader(
+    ioloop: Any, sock: socket.socket, callback: Callable[[], None]
+) -> Callable[[], None]:
+    fd = sock.fileno()
+    ioloop.add_handler(fd, lambda _fd, _events: callback(), ioloop.READ)
+
+    def remove() -> None:
+        ioloop.remove_handler(fd)
+
+    return remove
+
+
+def _tornado_call_later(ioloop: Any, delay: float, callback: Callable[[], None]) -> object:
+    return ioloop.call_later(delay, callback)
+
+
+def _tornado_call_soon(ioloop: Any, callback: Callable[[], None]) -> None:
+    ioloop.add_callback(callback)
+
+
+def _tornado_record_crashes(ioloop: Any, into: List[object]) -> None:
+    # Tornado's handlers and callbacks run as asyncio handles: an exception that
+    # escapes them reaches the asyncio loop's exception handler.
+    _asyncio_record_crashes(ioloop.asyncio_loop, into)
+
+
+def _tornado_claim_signal(
+    ioloop: Any, sig: int, callback: Callable[[], None]
+) -> Callable[[], None]:
+    return _asyncio_claim_signal(ioloop.asyncio_loop, sig, callback)
+
+
+#: Attached variant name -> how the tests make and drive its host.
+HOSTS: Dict[str, HostSpec] = {}
+for _kind, _make in (("asyncio", _new_asyncio_loop), ("uvloop", _new_uvloop_loop)):
+    _suffix = "" if _kind == "asyncio" else f"-{_kind}"
+    HOSTS[f"asyncio{_suffix}-attached"] = HostSpec(
+        make=_make,
+        drive=_drive_asyncio,
+        watched=_asyncio_watched,
+        dispose=_close_asyncio,
+        add_reader=_asyncio_add_reader,
+        call_later=_asyncio_call_later,
+        call_soon=_asyncio_call_soon,
+        record_crashes=_asyncio_record_crashes,
+        claim_signal=_asyncio_claim_signal,
+    )
+    HOSTS[f"tornado{_suffix}-attached"] = HostSpec(
+        make=_new_ioloop(_make),
+        drive=_drive_tornado,
+        watched=_tornado_watched,
+        dispose=_close_ioloop,
+        add_reader=_tornado_add_reader,
+        call_later=_tornado_call_later,
+        call_soon=_tornado_call_soon,
+        record_crashes=_tornado_record_crashes,
+        claim_signal=_tornado_claim_signal,
+    )
+
+#: Whether `HostSpec.watched` can count on this platform (uvloop's count reads /proc).
+COUNTS_UVLOOP = sys.platform.startswith("linux") and os.path.isdir("/proc/self/fdinfo")
