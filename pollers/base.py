@@ -379,7 +379,7 @@ class Poller(abc.ABC):
         """
         if self._closed:
             return
-        forked = _forks_seen != self._forks_seen
+        forked = self._in_forked_child()
         if self._running and not forked and not self._attached:
             raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
         self._closed = True
