@@ -7,6 +7,8 @@ connections. SIGINT/SIGTERM stop accepting and drain: each connection ends once
 it owes nothing and is quiet (`EchoServer.drain`: its client gets every byte it
 sent, then EOF), for up to ``--drain-timeout`` seconds; then exit 0. A second
 signal (or SIGQUIT) closes everything at once. Counters are logged at exit.
+That policy is `server.service.serve`'s; this module parses the options into a
+`ServeOptions`, the endpoints and the poller, and calls it.
 
 Where it listens: ``--host``/``--port`` (default 127.0.0.1:7007), or any number of
 ``--bind HOST:PORT|[IPV6]:PORT|unix:PATH|fd://N``, ``--unix PATH``, ``--fd N``,
@@ -26,7 +28,6 @@ import argparse
 import json
 import logging
 import logging.config
-import signal
 import socket
 import sys
 from typing import Callable, Dict, List, Mapping, NoReturn, Optional, Sequence, Tuple
@@ -35,7 +36,6 @@ import pollers
 from pollers.family import Family
 from pollers.registry import FAMILY_DECLARATIONS, command_line_options
 
-from .echo_server import DRAIN_QUIET, DrainStart, EchoServer
 from .endpoints import (
     Endpoint,
     FdEndpoint,
@@ -46,23 +46,15 @@ from .endpoints import (
     parse_bind,
     parse_fd,
     remove_unix_socket_files,
+    reuse_port_available,
     systemd_endpoints,
 )
-from .listener import reuse_port_available, socket_name
-from .workers import (
-    DRAIN_SIGNALS,
-    NOW_SIGNAL,
-    block_shutdown_signals,
-    run_workers,
-    unblock_shutdown_signals,
-)
-
-logger = logging.getLogger("server")
+from .service import DEFAULT_DRAIN_TIMEOUT, ServeOptions, cannot_listen, serve
+from .workers import block_shutdown_signals, run_workers
 
 #: Each backend option (``selector``, ``loop``, ...) -> (its declaration, the families taking it).
 POLLER_OPTIONS = command_line_options()
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DEFAULT_DRAIN_TIMEOUT = 5.0
 DEFAULT_HOST = "127.0.0.1"
 #: Not RFC 862's port 7: only root may bind a port below 1024.
 DEFAULT_PORT = 7007
@@ -416,6 +408,7 @@ def _main(argv: Optional[Sequence[str]]) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     configure_logging(parser, args, workers=args.workers > 1)
+    service = serve_options(args)
     try:
         if args.workers > 1:
             poller.close()  # it only proved the variant runs here; workers make their own
@@ -423,123 +416,44 @@ def _main(argv: Optional[Sequence[str]]) -> int:
             def worker(
                 open_sockets: Callable[[], List[socket.socket]], ready: Callable[[], None]
             ) -> int:
-                return _run_worker(args, options, open_sockets, ready)
+                return _run_worker(args.poller, options, service, open_sockets, ready)
 
             try:
                 return run_workers(args.workers, endpoints, args.backlog, worker)
             except ListenError as exc:
-                return _cannot_listen(exc)
+                return cannot_listen(exc)
 
         def open_sockets() -> List[socket.socket]:
             return open_endpoints(endpoints, args.backlog, args.reuse_port)
 
         try:
-            return serve(poller, args, open_sockets=open_sockets)
+            return serve(poller, service, open_sockets=open_sockets)
         finally:
             poller.close()
     finally:
         remove_unix_socket_files()
 
 
+def serve_options(args: argparse.Namespace) -> ServeOptions:
+    """What `serve` needs of the parsed options."""
+    return ServeOptions(
+        drain_timeout=args.drain_timeout,
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+    )
+
+
 def _run_worker(
-    args: argparse.Namespace,
+    family: str,
     options: Dict[str, str],
+    service: ServeOptions,
     open_sockets: Callable[[], List[socket.socket]],
     ready: Callable[[], None],
 ) -> int:
     """One worker of ``--workers N``, in its own process: its own poller, then `serve`."""
-    poller = pollers.create(args.poller, **options)
+    poller = pollers.create(family, **options)
     try:
-        return serve(poller, args, open_sockets=open_sockets, on_listening=ready)
+        return serve(poller, service, open_sockets=open_sockets, on_listening=ready)
     finally:
         block_shutdown_signals()  # before close() puts the default handlers back
         poller.close()
-
-
-def _cannot_listen(exc: ListenError) -> int:
-    print(f"echo-server: error: cannot listen on {exc}", file=sys.stderr)
-    return 1
-
-
-def describe_drain(why: str, started: DrainStart, timeout: float, is_worker: bool) -> str:
-    """The log line of a drain: how many connections, why, and how to stop waiting."""
-    if not started.connections:
-        return f"{why}: no longer accepting; no connection open, nothing to drain"
-    now = (
-        "a second signal to the supervisor (Ctrl-C again), or SIGQUIT, exits at once"
-        if is_worker
-        else "a second signal exits at once"
-    )
-    return (
-        f"{why}: no longer accepting; draining {started.connections} connection(s), each ending "
-        f"(FIN) once it owes nothing and is quiet for {DRAIN_QUIET:g} s ({started.owed} bytes "
-        f"queued in the server), for up to {timeout:g} s; {now}"
-    )
-
-
-def serve(
-    poller: pollers.Poller,
-    args: argparse.Namespace,
-    *,
-    open_sockets: Callable[[], List[socket.socket]],
-    on_listening: Optional[Callable[[], None]] = None,
-) -> int:
-    """Run an `EchoServer` on ``poller`` until a signal ends it; returns the exit status.
-
-    ``open_sockets()`` gives the listening sockets; it is called once the signal
-    handlers are in place. A worker of ``--workers N`` passes ``on_listening``
-    (called instead of printing the ``listening on`` line, which its parent prints).
-    In a worker a second SIGINT/SIGTERM is the same user action arriving twice
-    (see `server.workers`); only SIGQUIT closes everything now.
-    """
-    is_worker = on_listening is not None
-
-    def on_signal(signum: int) -> None:
-        name = signal.Signals(signum).name
-        if signum == NOW_SIGNAL:
-            close_now(name)
-        elif not server.draining:
-            started = server.drain(args.drain_timeout, poller.stop)
-            logger.info("%s", describe_drain(name, started, args.drain_timeout, is_worker))
-        elif is_worker:  # the same user action again (see `server.workers`)
-            logger.debug("%s again: already draining (SIGQUIT closes at once)", name)
-        else:
-            close_now(f"{name} again")
-
-    def close_now(why: str) -> None:
-        logger.warning("%s: closing %d connection(s) now", why, len(server.connections))
-        server.close()
-        poller.stop()
-
-    # A worker has these signals blocked since its fork: release them once the loop
-    # runs with its handlers (the poller itself keeps none from arriving too early).
-    poller.call_soon(unblock_shutdown_signals)
-    for signum in (*DRAIN_SIGNALS, NOW_SIGNAL):
-        poller.add_signal_handler(signum, on_signal, signum)
-    # Handlers first: a worker must never listen while a signal would kill it.
-    try:
-        sockets = open_sockets()
-    except ListenError as exc:
-        return _cannot_listen(exc)
-    server = EchoServer(
-        poller,
-        max_connections=args.max_connections,
-        idle_timeout=args.idle_timeout,
-        sockets=sockets,
-    )
-    # Named now: a failed start() has closed the sockets already.
-    names = " ".join(map(socket_name, sockets))
-    try:
-        server.start()
-    except (OSError, ValueError) as exc:  # ValueError: the poller refuses a descriptor
-        return _cannot_listen(ListenError(f"{names}: {' '.join(str(exc).split())}"))
-    if on_listening is not None:
-        on_listening()
-    else:
-        print(f"listening on {names}", flush=True)
-    try:
-        poller.run()
-    finally:
-        server.close()
-        logger.info("exiting: %s", server.stats.describe())
-    return 0

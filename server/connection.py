@@ -1,4 +1,4 @@
-"""One echo connection as an explicit state machine (modelled on h11).
+"""One echo connection as an explicit state machine.
 
 States (`State`):
 
@@ -19,20 +19,23 @@ and calls `Connection.end_if_quiet` at intervals, which ends a connection once
 it owes nothing and nothing has moved on it since the previous call: then
 ``shutdown(SHUT_WR)`` and close, so the client has got every byte and gets EOF.
 
-The transitions live in two places only: `Connection._settle` (the owed byte
-count decides OPEN/PAUSED, and the end of DRAINING) and `Connection.close`
-(anything to CLOSED); `Connection._peer_closed` just marks DRAINING and
-settles. The interest mask follows from the state and is changed with
-``poller.modify`` only when it actually changes.
+Where the state changes: `Connection._peer_closed` (OPEN to DRAINING, on the
+peer's EOF), `Connection._settle` (the owed byte count moves OPEN and PAUSED into
+each other, and finishes DRAINING once nothing is owed) and `Connection.close`
+(anything to CLOSED: the end of DRAINING, `end_if_quiet`, a socket error, a
+handler that raised and the owner's own close all end there). `_settle` also
+derives the interest mask from the state and calls ``poller.modify`` only when
+the mask actually changes.
 
-I/O stays at the edges: `Connection.handle` is the poller handler, and its
-echo step is the only place that reads. It reads with ``recv_into`` into a
-buffer shared by every connection of a server (so an idle connection holds no
-buffer at all), at most ``read_budget`` bytes per readiness event for
-fairness, and sends each chunk at once; only what the kernel did not take is
-copied into a per-connection `SendQueue` (``None`` when nothing is owed). The
-handler receives plain ints and does no logging, no clock reading and no
-allocation per event beyond one memoryview slice per chunk.
+The socket calls are the connection's own, not a layer's below it: `handle`, the
+poller handler, reads with ``recv_into`` into a buffer shared by every connection
+of a server (so an idle connection holds no buffer at all), at most
+``read_budget`` bytes per readiness event for fairness, and sends each chunk at
+once; only what the kernel did not take is copied into a per-connection
+`SendQueue` (``None`` when nothing is owed), which `_flush` sends on WRITE.
+`_finish` sends the FIN; `end_if_quiet` peeks (``MSG_PEEK``) for bytes the kernel
+still holds. The handler receives plain ints and does no logging, no clock
+reading and no allocation per event beyond one memoryview slice per chunk.
 """
 
 from __future__ import annotations

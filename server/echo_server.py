@@ -47,7 +47,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Type
 from pollers import Poller, Timer
 
 from .connection import Connection, Limits
-from .listener import Address, Listener, open_listeners
+from .endpoints import Address, open_listeners
+from .listener import Listener
 
 logger = logging.getLogger("server")
 

@@ -1,14 +1,21 @@
-"""Where the echo server listens: ``--bind`` specs, ``--unix``, ``--fd`` and systemd sockets.
+"""Where the echo server listens, and every way it opens a listening socket.
 
 An endpoint is one of:
 
 - `TcpEndpoint`: ``HOST:PORT`` or ``[IPV6]:PORT`` (``--bind``), or ``--host``/``--port``;
-  every address the host resolves to is bound, on one port;
+  every address the host resolves to is bound, on one port (`open_listeners`);
 - `UnixEndpoint`: ``unix:PATH`` (``--bind``) or ``--unix PATH``, a Unix stream socket;
   a socket file left behind by a server that is gone is replaced, a live one is not;
 - `FdEndpoint`: ``fd://N`` (``--bind``) or ``--fd N``, a socket that is already
   listening, inherited from whoever started the server; systemd's socket activation
   (``LISTEN_PID``/``LISTEN_FDS``, see `systemd_endpoints`) gives the same.
+
+`open_endpoints` opens (or adopts) a list of them, naming the one that failed in a
+`ListenError`; `open_listeners` is the TCP case alone, for a host and port (what
+`EchoServer` binds when it is given no sockets). Every socket comes back nonblocking
+and listening (``listen=False``: a TCP socket only bound, to hold its port for the
+SO_REUSEPORT sockets of ``--workers``; see `reuse_port_available`). Accepting on
+them is `server.listener`'s job.
 
     >>> parse_bind("[::1]:8000")
     TcpEndpoint(host='::1', port=8000)
@@ -27,24 +34,29 @@ import errno
 import os
 import socket
 import stat
+import sys
 from dataclasses import dataclass
 from typing import List, MutableMapping, Optional, Sequence, Tuple, Union
 
-from .listener import format_address, open_listeners, socket_name
-
 __all__ = [
+    "Address",
     "Endpoint",
     "FdEndpoint",
     "ListenError",
     "TcpEndpoint",
     "UnixEndpoint",
+    "format_address",
     "open_endpoint",
     "open_endpoints",
+    "open_listeners",
     "parse_bind",
     "remove_unix_socket_files",
+    "reuse_port_available",
     "socket_name",
     "systemd_endpoints",
 ]
+
+Address = Tuple[str, int]
 
 #: systemd passes its sockets from this descriptor number on (sd_listen_fds(3)).
 SD_LISTEN_FDS_START = 3
@@ -160,11 +172,14 @@ class ListenError(Exception):
 
 
 def open_endpoints(
-    endpoints: Sequence[Endpoint], backlog: int = socket.SOMAXCONN, reuse_port: bool = False
+    endpoints: Sequence[Endpoint],
+    backlog: int = socket.SOMAXCONN,
+    reuse_port: bool = False,
+    listen: bool = True,
 ) -> List[socket.socket]:
     """Open (or adopt) every endpoint: nonblocking listening sockets, in order.
 
-    ``reuse_port`` applies to TCP endpoints (see `server.listener.open_listeners`).
+    ``reuse_port`` and ``listen`` apply to TCP endpoints (see `open_listeners`).
     Raises `ListenError` naming the endpoint that failed; the sockets already
     opened are closed then.
     """
@@ -172,7 +187,7 @@ def open_endpoints(
     try:
         for endpoint in endpoints:
             try:
-                sockets += open_endpoint(endpoint, backlog, reuse_port)
+                sockets += open_endpoint(endpoint, backlog, reuse_port, listen)
             except (OSError, ValueError) as exc:
                 message = " ".join(str(exc).split())
                 raise ListenError(f"{endpoint.describe()}: {message}") from exc
@@ -199,6 +214,82 @@ def open_endpoint(
     if isinstance(endpoint, UnixEndpoint):
         return [_open_unix(endpoint.path, backlog)]
     return [_adopt(endpoint.fd)]
+
+
+def open_listeners(
+    host: Optional[str],
+    port: int,
+    backlog: int = socket.SOMAXCONN,
+    reuse_port: bool = False,
+    listen: bool = True,
+) -> List[socket.socket]:
+    """Bind and listen on every address ``host`` resolves to; all share one port.
+
+    ``host`` None or ``""`` means every interface (IPv4 and IPv6 where present).
+    With ``port`` 0 the first socket picks a free port and the others reuse it.
+    ``reuse_port`` sets SO_REUSEPORT_LB/SO_REUSEPORT (see `reuse_port_available`);
+    ``listen=False`` only binds (reserving the port for other SO_REUSEPORT sockets).
+    Raises OSError (including socket.gaierror) if any address cannot be bound.
+    """
+    infos = socket.getaddrinfo(
+        host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )
+    seen = set()
+    unique = []
+    for family, kind, proto, _, sockaddr in infos:
+        key = (family, sockaddr[:2])
+        if key not in seen:
+            seen.add(key)
+            unique.append((family, kind, proto, sockaddr))
+    sockets: List[socket.socket] = []
+    try:
+        for family, kind, proto, sockaddr in unique:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, _reuse_port_option(), 1)
+            if family == socket.AF_INET6:
+                # One socket per family: keep the IPv6 one from claiming IPv4 too.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
+            sock.bind(sockaddr)
+            if listen:
+                sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+#: FreeBSD 12+'s load-balancing SO_REUSEPORT_LB (sys/socket.h); CPython names it only from 3.14.
+FREEBSD_SO_REUSEPORT_LB = 0x10000
+
+
+def _load_balancing_option() -> Optional[int]:
+    """The SOL_SOCKET option that spreads one port's connections over several sockets."""
+    if sys.platform.startswith("freebsd"):
+        option: int = getattr(socket, "SO_REUSEPORT_LB", FREEBSD_SO_REUSEPORT_LB)
+        return option
+    if sys.platform.startswith("linux"):
+        return getattr(socket, "SO_REUSEPORT", None)
+    return None  # macOS and the other BSDs: SO_REUSEPORT rebinds but does not balance
+
+
+def reuse_port_available() -> bool:
+    """Whether the kernel can spread one port's connections over several sockets."""
+    return _load_balancing_option() is not None
+
+
+def _reuse_port_option() -> int:
+    """SO_REUSEPORT_LB on FreeBSD, SO_REUSEPORT on Linux; ENOPROTOOPT elsewhere."""
+    option = _load_balancing_option()
+    if option is None:
+        raise OSError(errno.ENOPROTOOPT, f"no load-balanced listening sockets on {sys.platform}")
+    return option
 
 
 #: (pid, path, inode) of every Unix socket file this process bound, for
@@ -279,3 +370,17 @@ def _adopt(fd: int) -> socket.socket:
         raise OSError(errno.EINVAL, problem)
     sock.setblocking(False)
     return sock
+
+
+def format_address(address: Address) -> str:
+    """``127.0.0.1:8000`` or ``[::1]:8000``."""
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def socket_name(sock: socket.socket) -> str:
+    """How messages name a listening socket: ``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``."""
+    if sock.family == socket.AF_UNIX:
+        name = sock.getsockname()
+        return f"unix:{os.fsdecode(name) if name else '(unnamed)'}"
+    return format_address(sock.getsockname()[:2])

@@ -1,7 +1,7 @@
-"""Listening sockets and the accept loop.
+"""The accept loop: `Listener` accepts on listening sockets through a `Poller`.
 
-`open_listeners` binds nonblocking listening sockets (IPv4 and/or IPv6) for a
-host and port. `Listener` accepts on them through a `Poller`:
+The sockets come from `server.endpoints` (or from the caller); here they are only
+accepted on:
 
 - a bounded batch of ``accept`` calls per readiness event, so a flood of
   connections cannot starve the connections already open;
@@ -26,13 +26,13 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-import os
 import socket
-import sys
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 from pollers import Poller, Timer
 from pollers.base import READ
+
+from .endpoints import Address, socket_name
 
 logger = logging.getLogger("server.listener")
 
@@ -58,98 +58,6 @@ TRANSIENT_ERRNOS = frozenset(
 ACCEPT_BATCH = 64
 MIN_BACKOFF = 0.05
 MAX_BACKOFF = 1.0
-
-Address = Tuple[str, int]
-
-
-def open_listeners(
-    host: Optional[str],
-    port: int,
-    backlog: int = socket.SOMAXCONN,
-    reuse_port: bool = False,
-    listen: bool = True,
-) -> List[socket.socket]:
-    """Bind and listen on every address ``host`` resolves to; all share one port.
-
-    ``host`` None or ``""`` means every interface (IPv4 and IPv6 where present).
-    With ``port`` 0 the first socket picks a free port and the others reuse it.
-    ``reuse_port`` sets SO_REUSEPORT_LB/SO_REUSEPORT (see `reuse_port_available`);
-    ``listen=False`` only binds (reserving the port for other SO_REUSEPORT sockets).
-    Raises OSError (including socket.gaierror) if any address cannot be bound.
-    """
-    infos = socket.getaddrinfo(
-        host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
-    )
-    seen = set()
-    unique = []
-    for family, kind, proto, _, sockaddr in infos:
-        key = (family, sockaddr[:2])
-        if key not in seen:
-            seen.add(key)
-            unique.append((family, kind, proto, sockaddr))
-    sockets: List[socket.socket] = []
-    try:
-        for family, kind, proto, sockaddr in unique:
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, _reuse_port_option(), 1)
-            if family == socket.AF_INET6:
-                # One socket per family: keep the IPv6 one from claiming IPv4 too.
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(sockets) > 1:
-                sockaddr = (sockaddr[0], sockets[0].getsockname()[1], *sockaddr[2:])
-            sock.bind(sockaddr)
-            if listen:
-                sock.listen(backlog)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
-
-
-#: FreeBSD 12+'s load-balancing SO_REUSEPORT_LB (sys/socket.h); CPython names it only from 3.14.
-FREEBSD_SO_REUSEPORT_LB = 0x10000
-
-
-def _load_balancing_option() -> Optional[int]:
-    """The SOL_SOCKET option that spreads one port's connections over several sockets."""
-    if sys.platform.startswith("freebsd"):
-        option: int = getattr(socket, "SO_REUSEPORT_LB", FREEBSD_SO_REUSEPORT_LB)
-        return option
-    if sys.platform.startswith("linux"):
-        return getattr(socket, "SO_REUSEPORT", None)
-    return None  # macOS and the other BSDs: SO_REUSEPORT rebinds but does not balance
-
-
-def reuse_port_available() -> bool:
-    """Whether the kernel can spread one port's connections over several sockets."""
-    return _load_balancing_option() is not None
-
-
-def _reuse_port_option() -> int:
-    """SO_REUSEPORT_LB on FreeBSD, SO_REUSEPORT on Linux; ENOPROTOOPT elsewhere."""
-    option = _load_balancing_option()
-    if option is None:
-        raise OSError(errno.ENOPROTOOPT, f"no load-balanced listening sockets on {sys.platform}")
-    return option
-
-
-def format_address(address: Address) -> str:
-    """``127.0.0.1:8000`` or ``[::1]:8000``."""
-    host, port = address[0], address[1]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def socket_name(sock: socket.socket) -> str:
-    """How messages name a listening socket: ``127.0.0.1:7007``, ``[::1]:7007``, ``unix:PATH``."""
-    if sock.family == socket.AF_UNIX:
-        name = sock.getsockname()
-        return f"unix:{os.fsdecode(name) if name else '(unnamed)'}"
-    return format_address(sock.getsockname()[:2])
 
 
 class AcceptState(enum.Enum):

@@ -38,8 +38,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Sequence
 
-from .endpoints import Endpoint, ListenError, TcpEndpoint, open_endpoint, open_endpoints
-from .listener import reuse_port_available, socket_name
+from .endpoints import Endpoint, TcpEndpoint, open_endpoints, reuse_port_available, socket_name
 
 logger = logging.getLogger("server.workers")
 
@@ -57,9 +56,7 @@ SHUTDOWN_SIGNALS = (*DRAIN_SIGNALS, NOW_SIGNAL)
 WorkerMain = Callable[[Callable[[], List[socket.socket]], Callable[[], None]], int]
 
 
-def run_workers(
-    count: int, endpoints: Sequence[Endpoint], backlog: int, worker: WorkerMain
-) -> int:
+def run_workers(count: int, endpoints: Sequence[Endpoint], backlog: int, worker: WorkerMain) -> int:
     """Bind, fork ``count`` workers, print ``listening on`` once all listen, tend them.
 
     TCP endpoints are bound again by each worker with SO_REUSEPORT where the
@@ -74,7 +71,7 @@ def run_workers(
     try:
         for endpoint in endpoints:
             if reuse and isinstance(endpoint, TcpEndpoint):
-                held += open_endpoints_held(endpoint, backlog)
+                held += open_endpoints([endpoint], backlog, reuse_port=True, listen=False)
             else:
                 shared += open_endpoints([endpoint], backlog)
         # Each worker binds the very address and port the parent got (port 0 resolved).
@@ -96,14 +93,6 @@ def run_workers(
     finally:
         for sock in (*held, *shared):
             sock.close()
-
-
-def open_endpoints_held(endpoint: TcpEndpoint, backlog: int) -> List[socket.socket]:
-    """Bind ``endpoint`` with SO_REUSEPORT without listening; `ListenError` if it fails."""
-    try:
-        return open_endpoint(endpoint, backlog, reuse_port=True, listen=False)
-    except (OSError, ValueError) as exc:
-        raise ListenError(f"{endpoint.describe()}: {' '.join(str(exc).split())}") from exc
 
 
 class Supervisor:

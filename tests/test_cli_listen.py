@@ -38,8 +38,14 @@ from helpers import raise_nofile_limit, restore_nofile_limit
 import pollers
 from pollers.registry import DESCRIPTOR_LIMITS, FAMILY_DECLARATIONS
 from server.cli import build_parser, choose_family
-from server.endpoints import FdEndpoint, TcpEndpoint, UnixEndpoint, parse_bind, systemd_endpoints
-from server.listener import reuse_port_available
+from server.endpoints import (
+    FdEndpoint,
+    TcpEndpoint,
+    UnixEndpoint,
+    parse_bind,
+    reuse_port_available,
+    systemd_endpoints,
+)
 
 SERVER = SERVER_COMMAND
 
