@@ -118,6 +118,11 @@ class _Descriptor:
     interest, or 0 while a registration made during a batch waits for that batch
     to end (events of the batch were fetched for an earlier holder of the
     number). ``watching`` is what the reactor has been given.
+
+    A handler's BaseException that is not an Exception (KeyboardInterrupt,
+    SystemExit) goes to `Poller._escape`: Twisted's ``callWithLogger``, around
+    every ``doRead``/``doWrite``, would log and swallow it (all but
+    KeyboardInterrupt).
     """
 
     __slots__ = ("fd", "fileobj", "handler", "mask", "poller", "registration", "watching")
