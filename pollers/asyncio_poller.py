@@ -29,7 +29,7 @@ import asyncio
 import contextvars
 from typing import Any, Callable, Dict, Optional
 
-from .base import READ, WRITE, Callback, Poller, Registration
+from .base import READ, WRITE, Poller, Registration
 from .family import Family, VariantSpec
 from .loop_base import (
     LOOP_OPTION,
@@ -96,7 +96,7 @@ class AsyncioPoller(LoopBackedPoller):
 
         def on_ready(registration: Registration) -> None:
             if registration.events & event:
-                handler = registration.handler  # a local: see SelectorPoller._backend_run
+                handler = registration.handler  # a local: see SelectorPoller._wait
                 try:
                     handler(registration.fileobj, event)
                 except Exception:
@@ -163,28 +163,7 @@ class AsyncioPoller(LoopBackedPoller):
         elif old & WRITE and not new & WRITE:
             loop.remove_writer(registration.fd)
 
-    # -- callbacks, timers, running ---------------------------------------
-
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._asyncio_loop.call_soon(self._run_callback, callback, args)
-
-    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._asyncio_loop.call_soon_threadsafe(self._run_callback, callback, args)
-
-    def _schedule(self, delay: float, callback: Callback) -> Any:
-        return self._asyncio_loop.call_later(delay, callback)
-
-    def _unschedule(self, handle: Any) -> None:
-        handle.cancel()
-
-    def _backend_run(self) -> None:
-        self._asyncio_loop.run_forever()
-
-    def stop(self) -> None:
-        self._check_usable()
-        self._asyncio_loop.stop()
+    # -- callbacks, timers, running: `LoopBackedPoller`'s ---------------------
 
     def _backend_close(self) -> None:
         self._asyncio_loop.close()

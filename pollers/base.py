@@ -112,20 +112,23 @@ class Registration:
 
     ``events`` is the current interest; a backend masks every delivered event
     with it at dispatch time, so an interest dropped (or an unregister) during
-    a batch suppresses events already fetched in that batch. ``delivery`` is the
-    same interest as a table for backends that dispatch themselves (the
-    selectors family): ``delivery[reported]`` is ``reported`` (in the wait's own
-    bits) translated and masked with ``events``, one look-up per event.
+    a batch suppresses events already fetched in that batch.
+
+    ``data`` is the backend's own slot, as ``SelectorKey.data`` is the caller's
+    in `selectors`: what the backend keeps for this descriptor, set by its
+    ``_backend_*`` hooks and living exactly as long as the registration (the
+    selectors family's delivery table for the current interest, the object a
+    Twisted reactor watches, a gevent io watcher; None where there is nothing).
     """
 
-    __slots__ = ("delivery", "events", "fd", "fileobj", "handler")
+    __slots__ = ("data", "events", "fd", "fileobj", "handler")
 
     def __init__(self, fd: int, fileobj: FileDescriptorLike, handler: Handler, events: int):
         self.fd = fd
         self.fileobj = fileobj
         self.handler = handler
         self.events = events
-        self.delivery: Tuple[int, ...] = ()
+        self.data: Any = None
 
 
 class Timer:
@@ -220,6 +223,8 @@ class Poller(abc.ABC):
         self._running = False
         self._pid = os.getpid()
         self._forks_seen = _forks_seen
+        #: A handler's BaseException that is not an Exception, kept by `_escape`.
+        self._escaped: Optional[BaseException] = None
 
     # -- descriptors -------------------------------------------------------
 
@@ -294,6 +299,20 @@ class Poller(abc.ABC):
         )
         if self._registrations.get(registration.fd) is registration and not self._closed:
             self.unregister(registration.fileobj)
+
+    def _escape(self, exc: BaseException) -> None:
+        """A handler raised ``exc``, a BaseException that is not an Exception
+        (KeyboardInterrupt, SystemExit), inside a loop that would log and swallow
+        it: keep it for `_raise_escaped` to raise out of `run` when the pass ends.
+        A backend whose loop must be told to end the pass extends this."""
+        self._escaped = exc
+
+    def _raise_escaped(self) -> None:
+        """Raise what `_escape` kept, if anything, and forget it."""
+        escaped = self._escaped
+        if escaped is not None:
+            self._escaped = None
+            raise escaped
 
     # -- callbacks and timers ----------------------------------------------
 
@@ -383,7 +402,12 @@ class Poller(abc.ABC):
         if self._running and not forked and not self._attached:
             raise RuntimeError(f"cannot close a running {self.name} poller; stop() it first")
         self._closed = True
-        self._registrations.clear()
+        registrations = self._registrations
+        if not forked:
+            for registration in registrations.values():
+                registration.events = 0  # a callback still queued for it delivers nothing
+                self._backend_release(registration)
+        registrations.clear()
         self._timers.clear()
         if not forked:
             self._backend_close()
@@ -470,6 +494,12 @@ class Poller(abc.ABC):
 
     @abc.abstractmethod
     def _backend_run(self) -> None: ...
+
+    def _backend_release(self, registration: Registration) -> None:
+        """`close`, before `_backend_close` and once per registration (its interest
+        is 0 already): let go of what ``registration.data`` holds. Not called in a
+        fork child. This default drops the reference."""
+        registration.data = None
 
     @abc.abstractmethod
     def _backend_close(self) -> None: ...

@@ -6,7 +6,8 @@ PyPy; ``libuv``: ``gevent.libuv.loop.loop``; the names ``gevent.config.loop``
 knows them by), and never touches gevent's hub, its default loop or the
 standard library (nothing is monkey-patched). It uses the loop's own watchers:
 
-- one ``loop.io(fd, events)`` watcher per registration with interest, started
+- one ``loop.io(fd, events)`` watcher per registration with interest (its
+  `Registration.data`; None while the interest is NONE), started
   with ``pass_events`` so that its callback gets the ready bits; READ and WRITE
   ready together arrive as one call with both bits. A new interest stops the
   watcher, changes its mask and starts it again (libev refuses to change an
@@ -20,9 +21,10 @@ standard library (nothing is monkey-patched). It uses the loop's own watchers:
   KeyboardInterrupt that Python's default SIGINT handler raises inside one of
   the loop's own callbacks leaves `run` (without a hub, gevent would only print it).
 
-The poller drives the loop one pass at a time (``loop.run(once=True)``, or
-``nowait=True`` when callbacks are queued or `stop` was called), then runs the
-queued callbacks and the due timers, as the selectors family does.
+The poller drives the loop one pass at a time, as `SelfDrivenPoller` does for
+every self-driven family: its `_wait` is ``loop.run(once=True)`` with the timer
+armed, or ``nowait=True`` when the pass must not block (callbacks queued, `stop`
+called, a deadline passed).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import importlib
 import math
 import signal
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Registration, logger
 from .family import Family, Option, VariantSpec
@@ -117,14 +119,11 @@ class GeventPoller(SelfDrivenPoller):
         self.name = f"gevent-{loop}"
         self._loop: Any = _loop_class(loop)(default=False)
         self._loop.error_handler = _LoopErrors(self)
-        self._escaped: Optional[BaseException] = None
         self._timer: Any = None
         self._timer_for: Optional[float] = None
         self._waker: Any = self._loop.async_()
         self._waker.start(self._on_wake)
         self._signal_watchers: Dict[int, Any] = {}
-        #: Descriptor number -> its started io watcher (none while its interest is NONE).
-        self._io_watchers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
 
@@ -140,18 +139,18 @@ class GeventPoller(SelfDrivenPoller):
                 self._escape(exc)
 
     def _escape(self, exc: BaseException) -> None:
-        """Keep ``exc`` (not an Exception) for `_backend_run` to raise; end the loop's pass."""
-        self._escaped = exc
-        self._loop.break_()
+        super()._escape(exc)
+        self._loop.break_()  # end the loop's pass now
 
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
         watcher.start(self._on_ready, registration, pass_events=True)
-        self._io_watchers[registration.fd] = watcher
+        registration.data = watcher
 
     def _stop_watcher(self, registration: Registration) -> None:
-        watcher = self._io_watchers.pop(registration.fd, None)
+        watcher = registration.data
         if watcher is not None:
+            registration.data = None  # the watcher holds the registration: no cycle
             watcher.stop()
             watcher.close()
 
@@ -170,6 +169,9 @@ class GeventPoller(SelfDrivenPoller):
     def _backend_unregister(self, registration: Registration) -> None:
         self._stop_watcher(registration)
 
+    def _backend_release(self, registration: Registration) -> None:
+        self._stop_watcher(registration)
+
     # -- callbacks, timers, signals ------------------------------------------
 
     def _wake(self) -> None:
@@ -182,8 +184,9 @@ class GeventPoller(SelfDrivenPoller):
 
     # The first deadline is armed before each wait, see `_arm`.
 
-    def _arm(self, when: float) -> None:
-        """Make sure a loop timer ends the wait by ``when`` (our clock)."""
+    def _arm(self, timeout: float) -> None:
+        """Make sure a loop timer ends the wait within ``timeout`` seconds."""
+        when = time.monotonic() + timeout  # on our clock, to compare with the armed one
         if self._timer_for is not None and self._timer_for <= when:
             return
         if self._timer is not None:
@@ -192,7 +195,7 @@ class GeventPoller(SelfDrivenPoller):
         self._loop.update_now()  # libev measures ``after`` from its cached time
         # Whole milliseconds, rounded up: libuv counts in them, and a wait that ends
         # early only spins.
-        delay = math.ceil(max(0.0, when - time.monotonic()) * 1e3) * 1e-3
+        delay = math.ceil(timeout * 1e3) * 1e-3
         self._timer = self._loop.timer(delay)
         self._timer.start(self._on_timer)
         self._timer_for = when
@@ -217,32 +220,16 @@ class GeventPoller(SelfDrivenPoller):
 
     # -- running -----------------------------------------------------------
 
-    def _backend_run(self) -> None:
-        run_loop: Callable[..., Any] = self._loop.run
-        ready = self._ready
-        timers = self._timers
-        end_pass = self._end_pass
-        try:
-            while True:
-                if ready or self._stopping:  # stop() before run(): one pass, no waiting
-                    run_loop(nowait=True)
-                else:
-                    deadline = timers.first_deadline()
-                    if deadline is not None:
-                        self._arm(deadline)
-                    run_loop(once=True)
-                escaped, self._escaped = self._escaped, None
-                if escaped is not None:
-                    raise escaped
-                if end_pass():
-                    break
-        finally:
-            self._stopping = False
+    def _wait(self, timeout: Optional[float]) -> None:
+        if timeout == 0.0:
+            self._loop.run(nowait=True)
+        else:
+            if timeout is not None:
+                self._arm(timeout)
+            self._loop.run(once=True)
 
     def _backend_close(self) -> None:
         watchers = [self._waker, self._timer, *self._signal_watchers.values()]
-        watchers += self._io_watchers.values()
-        self._io_watchers.clear()
         self._waker = self._timer = None
         for watcher in watchers:
             if watcher is not None:

@@ -7,7 +7,8 @@ its reason, so that a change in CPython breaks one small module:
   ``select.devpoll`` object of an `EpollSelector`, `PollSelector` or
   `DevpollSelector`. `selectors` offers no public way to wait on it, and
   waiting on it directly skips the selector's per-event translation and key
-  look-up (the selectors backend keeps its own descriptor map instead).
+  look-up (the selectors backend finds each ready descriptor's registration,
+  and its delivery table, in the poller's own map instead).
 - ``BaseSelectorEventLoop._selector``: the selector of an asyncio loop, for
   deleting a stale kernel entry that asyncio itself does not handle.
 

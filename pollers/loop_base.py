@@ -4,6 +4,11 @@ Twisted's asyncio reactor).
 Those loops bring their own timers, but asyncio does not promise that timers
 with equal deadlines run in the order they were scheduled. So these backends
 keep our `TimerQueue` and arm a single loop timer for its earliest deadline.
+
+`LoopBackedPoller` does the rest the asyncio loop's way (callbacks through
+``call_soon``, the timer through ``call_later``, `run` as ``run_forever``, `stop`
+as the loop's); a backend that reaches the loop through another API (Tornado's
+IOLoop) overrides those, and every backend says how it watches a descriptor.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import signal
 import time
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
-from .base import Callback, Poller
+from .base import Callback, Poller, Registration
 from .family import Option
 from .kernel import forget_stale_entry, loop_selector
 
@@ -51,7 +56,11 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 
 class LoopBackedPoller(Poller):
-    """A `Poller` whose waiting is done by ``self._asyncio_loop``."""
+    """A `Poller` whose waiting is done by ``self._asyncio_loop``.
+
+    A backend implements the descriptor hooks (``_backend_register``,
+    ``_backend_modify``, ``_backend_unregister``) and ``_backend_close``.
+    """
 
     def __init__(self, asyncio_loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -65,12 +74,28 @@ class LoopBackedPoller(Poller):
         self._holds_signals = type(asyncio_loop).__module__.startswith("uvloop")
         self._held_signals: Set[int] = set()
 
-    @abc.abstractmethod
+    def call_soon(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._asyncio_loop.call_soon(self._run_callback, callback, args)
+
+    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
+        self._check_usable()
+        self._asyncio_loop.call_soon_threadsafe(self._run_callback, callback, args)
+
     def _schedule(self, delay: float, callback: Callback) -> Any:
         """Ask the underlying loop to run ``callback()`` in ``delay`` seconds."""
+        return self._asyncio_loop.call_later(delay, callback)
 
-    @abc.abstractmethod
-    def _unschedule(self, handle: Any) -> None: ...
+    def _unschedule(self, handle: Any) -> None:
+        """Cancel what `_schedule` returned."""
+        handle.cancel()
+
+    def _backend_run(self) -> None:
+        self._asyncio_loop.run_forever()
+
+    def stop(self) -> None:
+        self._check_usable()
+        self._asyncio_loop.stop()
 
     def _backend_first_deadline_changed(self, when: float) -> None:
         self._arm(when)
@@ -191,12 +216,10 @@ class AttachedLoopPoller(LoopBackedPoller):
             self._run_callback(callback, args)
 
     def call_soon(self, callback: Callback, *args: Any) -> None:
-        super().call_soon(self._run_if_open, callback, args)  # type: ignore[safe-super]
+        super().call_soon(self._run_if_open, callback, args)
 
     def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
-        super().call_soon_threadsafe(  # type: ignore[safe-super]
-            self._run_if_open, callback, args
-        )
+        super().call_soon_threadsafe(self._run_if_open, callback, args)
 
     # -- signals -----------------------------------------------------------
 
@@ -247,7 +270,7 @@ class AttachedLoopPoller(LoopBackedPoller):
             # stop() is called only now, so a host that runs the loop first is not stopped.
             self._stop_pending = False
             self._stop_loop()
-        super()._backend_run()  # type: ignore[safe-super]
+        super()._backend_run()
 
     @abc.abstractmethod
     def _stop_loop(self) -> None:
@@ -276,9 +299,6 @@ class AttachedLoopPoller(LoopBackedPoller):
         if self._closed:
             return
         if not self._in_forked_child():  # in a child, the loop's kernel objects are the parent's
-            for registration in list(self._registrations.values()):
-                registration.events = 0
-                self._backend_unregister(registration)
             if self._armed_handle is not None:
                 self._unschedule(self._armed_handle)
                 self._armed_handle = self._armed_for = None
@@ -287,6 +307,10 @@ class AttachedLoopPoller(LoopBackedPoller):
                 self._stop_loop()
             self._complete_stopped()
         super().close()
+
+    def _backend_release(self, registration: Registration) -> None:
+        """Take the registration's readers and writers back from the host's loop."""
+        self._backend_unregister(registration)
 
     def _backend_close(self) -> None:
         """Nothing to release: the loop is the host's."""

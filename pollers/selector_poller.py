@@ -13,7 +13,6 @@ import select as select_module
 import selectors
 import socket
 import sys
-import time
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .base import READ, WRITE, Registration
@@ -117,8 +116,9 @@ class SelectorPoller(SelfDrivenPoller):
     Registrations go through the selector in every case.
     """
 
-    #: ``tables[interest]`` is a registration's `Registration.delivery` for that
-    #: interest, indexed by the bits `_fetch` reports.
+    #: ``tables[interest]`` is a registration's `Registration.data`, its delivery
+    #: table, for that interest: ``data[reported]`` is ``reported`` (the bits
+    #: `_fetch` reports) translated and masked with the interest, one look-up.
     _delivery_tables: DeliveryTables = SELECTOR_TABLES
 
     def __init__(self, selector: selectors.BaseSelector) -> None:
@@ -142,12 +142,12 @@ class SelectorPoller(SelfDrivenPoller):
     # `unregister` empties before them; the selector's keys carry no data.
 
     def _backend_register(self, registration: Registration) -> None:
-        registration.delivery = self._delivery_tables[registration.events]
+        registration.data = self._delivery_tables[registration.events]
         if registration.events:
             self._selector_add(registration.fd, registration.events)
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
-        registration.delivery = self._delivery_tables[events]
+        registration.data = self._delivery_tables[events]
         if not registration.events:
             self._selector_add(registration.fd, events)
         elif not events:
@@ -164,7 +164,7 @@ class SelectorPoller(SelfDrivenPoller):
 
     def _backend_unregister(self, registration: Registration) -> None:
         # Out of the map already, so an event of this batch fetched for it is dropped.
-        registration.delivery = self._delivery_tables[0]
+        registration.data = self._delivery_tables[0]
         self._selector_remove(registration.fd)
 
     def _selector_add(self, fd: int, interest: int) -> None:
@@ -231,56 +231,33 @@ class SelectorPoller(SelfDrivenPoller):
     def _select(self, timeout: Optional[float]) -> List[Tuple[selectors.SelectorKey, int]]:
         return self._selector.select(timeout)
 
-    def _backend_run(self) -> None:
-        fetch = self._fetch
+    def _wait(self, timeout: Optional[float]) -> None:
         registrations = self._registrations
-        waker_fd = self._waker_fd
-        dispatch_failed = self._dispatch_failed
-        ready = self._ready
-        timers = self._timers
-        monotonic = time.monotonic
-        end_pass = self._end_pass
-        try:
-            while True:
-                if ready or self._stopping:  # stop() before run(): one pass, no waiting
-                    timeout: Optional[float] = 0.0
-                else:
-                    deadline = timers.first_deadline()
-                    if deadline is None:
-                        timeout = None
-                    else:
-                        timeout = max(0.0, deadline - monotonic())
-                # Each descriptor's registration is looked up as its turn comes: one
-                # that an earlier handler unregistered is gone, and one registered
-                # again meanwhile has its stale events dropped from the batch (see
-                # `_drop_from_batch`).
-                batch = self._batch = fetch(timeout)
-                for fd, reported in batch:
-                    try:
-                        registration = registrations[fd]
-                    except KeyError:
-                        # The waker, or unregistered by an earlier handler, or stale.
-                        if fd == waker_fd:
-                            self._drain_waker()
-                        continue
-                    events = registration.delivery[reported]  # masked with the interest
-                    if events:
-                        # A local, not ``registration.handler(...)``: CPython 3.11+ would
-                        # compile that to a method load, which a slot cannot specialize.
-                        handler = registration.handler
-                        try:
-                            handler(registration.fileobj, events)
-                        except Exception:
-                            dispatch_failed(registration)
-                self._batch = _NO_BATCH
-                self._batch_fds = None
-                if end_pass():
-                    break
-        finally:
-            self._stopping = False
-            self._end_batch()
+        # Each descriptor's registration is looked up as its turn comes: one that an
+        # earlier handler unregistered is gone, and one registered again meanwhile
+        # has its stale events dropped from the batch (see `_drop_from_batch`).
+        batch = self._batch = self._fetch(timeout)
+        for fd, reported in batch:
+            try:
+                registration = registrations[fd]
+            except KeyError:
+                # The waker, or unregistered by an earlier handler, or stale.
+                if fd == self._waker_fd:
+                    self._drain_waker()
+                continue
+            events = registration.data[reported]  # masked with the interest
+            if events:
+                # A local, not ``registration.handler(...)``: CPython 3.11+ would
+                # compile that to a method load, which a slot cannot specialize.
+                handler = registration.handler
+                try:
+                    handler(registration.fileobj, events)
+                except Exception:
+                    self._dispatch_failed(registration)
+        self._end_batch()
 
     def _end_batch(self) -> None:
+        """The batch is dispatched (or `run` ended within it): forget it."""
         self._batch = _NO_BATCH
         self._batch_fds = None
 

@@ -1,5 +1,12 @@
-"""Shared parts of the backends that drive their own loop one pass at a time (the
-selectors family, Twisted's poll-like reactors, gevent's loops).
+"""The run loop of the backends that drive their own loop one pass at a time (the
+selectors family, Twisted's poll-like reactors, gevent's loops), written once.
+
+A pass: choose how long to wait (not at all if callbacks are queued or `stop`
+was called, else until the first deadline of our timer heap, or without limit),
+let the backend wait that long and dispatch what is ready (its `_wait`), raise a
+handler's BaseException that the backend's loop kept (`Poller._escape`), then
+end the pass (`_end_pass`); `run` returns after the pass in which `stop` was
+called. A backend says only how it waits and dispatches, and how it wakes.
 
 Their `call_soon` queues on a deque, `_ready`, that the run loop empties once
 per pass: the callbacks queued when the pass starts running them run, then the
@@ -16,13 +23,14 @@ from __future__ import annotations
 import abc
 import collections
 import signal
+import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
 from .base import Callback, Poller
 
 
 class SelfDrivenPoller(Poller):
-    """A `Poller` whose `_backend_run` loops itself and runs `_ready` once per pass."""
+    """A `Poller` that runs its own passes; a backend implements `_wait` and `_wake`."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -34,6 +42,20 @@ class SelfDrivenPoller(Poller):
         self._old_wakeup_fd: Optional[int] = None
         #: Signal number -> the handler it had before our first handler for it.
         self._old_signal_handlers: Dict[int, Any] = {}
+
+    @abc.abstractmethod
+    def _wait(self, timeout: Optional[float]) -> None:
+        """Wait up to ``timeout`` seconds (None: no limit; 0.0: do not block) for
+        the registered descriptors, and dispatch what is ready: each handler gets
+        the ready events masked with its registration's current interest.
+
+        A handler's Exception goes to `Poller._dispatch_failed`; its other
+        BaseException either propagates or, where the backend's loop would swallow
+        it, goes to `Poller._escape` (raised when this returns)."""
+
+    def _end_batch(self) -> None:
+        """Drop what a dispatch left behind; called when `run` ends, however it ends
+        (also by an exception in the middle of a batch)."""
 
     @abc.abstractmethod
     def _wake(self) -> None:
@@ -77,6 +99,28 @@ class SelfDrivenPoller(Poller):
         self._old_signal_handlers.setdefault(sig, previous)
 
     # -- running -----------------------------------------------------------
+
+    def _backend_run(self) -> None:
+        wait = self._wait
+        ready = self._ready
+        timers = self._timers
+        monotonic = time.monotonic
+        end_pass = self._end_pass
+        try:
+            while True:
+                if ready or self._stopping:  # stop() before run(): one pass, no waiting
+                    timeout: Optional[float] = 0.0
+                else:
+                    deadline = timers.first_deadline()
+                    timeout = None if deadline is None else max(0.0, deadline - monotonic())
+                wait(timeout)
+                if self._escaped is not None:
+                    self._raise_escaped()
+                if end_pass():
+                    break
+        finally:
+            self._stopping = False
+            self._end_batch()
 
     def _end_pass(self) -> bool:
         """The end of a pass of the run loop: run the callbacks queued so far, then

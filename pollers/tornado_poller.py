@@ -55,7 +55,7 @@ class TornadoPoller(LoopBackedPoller):
         def dispatch(fd: int, events: int) -> None:
             events &= registration.events
             if events:
-                handler = registration.handler  # a local: see SelectorPoller._backend_run
+                handler = registration.handler  # a local: see SelectorPoller._wait
                 try:
                     handler(registration.fileobj, events)
                 except Exception:

@@ -4,16 +4,18 @@ Each poller makes its own reactor *instance* (``EPollReactor()``,
 ``PollReactor()``, ``SelectReactor()``, ``KQueueReactor()``, or
 ``AsyncioSelectorReactor`` over a private asyncio loop), as Twisted's own
 ``ReactorBuilder`` tests do; the process-wide ``twisted.internet.reactor`` is
-never installed or touched. Every registration is one `_Descriptor`, the
-object Twisted watches (``fileno``, ``doRead``, ``doWrite``, ``connectionLost``,
-``logPrefix``), added and removed with ``addReader``/``addWriter``/
-``removeReader``/``removeWriter`` as its interest changes.
+never installed or touched. Every registration holds one `_Descriptor` (its
+`Registration.data`), the object Twisted watches (``fileno``, ``doRead``,
+``doWrite``, ``connectionLost``, ``logPrefix``), added and removed with
+``addReader``/``addWriter``/``removeReader``/``removeWriter`` as its interest
+changes.
 
 The poller drives the reactor itself rather than calling ``reactor.run()``:
 a reactor is not restartable, and ``run()`` installs signal handlers. The
 poll-like reactors are driven as their ``mainLoop`` drives them, one
-``doIteration(timeout)`` and ``runUntilCurrent()`` per pass, with the timeout
-taken from our timer heap; the asyncio reactor is driven by running its loop.
+``doIteration(timeout)`` and ``runUntilCurrent()`` per pass of `SelfDrivenPoller`,
+with the timeout taken from our timer heap and Twisted's own delayed calls; the
+asyncio reactor is driven by running its loop.
 
 Where Twisted itself disconnects a descriptor (a hang-up or error reported
 without readable data, a descriptor that ``select()`` refuses), it calls
@@ -22,17 +24,17 @@ readiness for the current interest (contract behaviour 4), and the interest is
 put back, since the descriptor is still registered with us and level-triggered.
 What Twisted leaves inconsistent when a descriptor was closed or its number
 reused while registered (a kernel call that fails half-way through its
-bookkeeping) is cleaned up by `_forget`, per reactor (behaviour 5).
+bookkeeping) is cleaned up by `_forget`, per reactor (behaviour 5). What differs
+between the reactors' private state is one row each of `_REACTOR_KINDS`.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from .base import READ, WRITE, Callback, Poller, Registration
+from .base import READ, WRITE, Poller, Registration
 from .family import Family, Option, VariantSpec
 from .kernel import FD_SETSIZE, check_select_limit, forget_stale_entry, loop_selector
 from .loop_base import LoopBackedPoller
@@ -116,6 +118,11 @@ class _Descriptor:
     interest, or 0 while a registration made during a batch waits for that batch
     to end (events of the batch were fetched for an earlier holder of the
     number). ``watching`` is what the reactor has been given.
+
+    A handler's BaseException that is not an Exception (KeyboardInterrupt,
+    SystemExit) goes to `Poller._escape`: Twisted's ``callWithLogger``, around
+    every ``doRead``/``doWrite``, would log and swallow it (all but
+    KeyboardInterrupt).
     """
 
     __slots__ = ("fd", "fileobj", "handler", "mask", "poller", "registration", "watching")
@@ -172,19 +179,111 @@ class _Descriptor:
         return f"<pollers descriptor {self.fd} mask={self.mask:#x}>"
 
 
+def _forget_selected(reactor: Any, descriptor: _Descriptor) -> None:
+    """select: the reactor's sets hold the descriptor objects; no kernel state."""
+    reactor._reads.discard(descriptor)
+    reactor._writes.discard(descriptor)
+
+
+def _forget_in_loop(reactor: Any, descriptor: _Descriptor) -> None:
+    """asyncio: the reactor's tables, then the loop's reader, writer and selector key,
+    then the kernel's entry (which asyncio does not clean up itself)."""
+    fd = descriptor.fd
+    reactor._readers.pop(descriptor, None)
+    reactor._writers.pop(descriptor, None)
+    loop = reactor._asyncioEventloop
+    for remove in (loop.remove_reader, loop.remove_writer):
+        try:
+            remove(fd)
+        except (OSError, ValueError):
+            pass
+    selector = loop_selector(loop)
+    if selector is not None:
+        try:
+            selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        forget_stale_entry(selector, fd)
+
+
+def _forget_number(reactor: Any, descriptor: _Descriptor) -> bool:
+    """epoll, poll, kqueue: drop the number from the reactor's tables; False (and
+    nothing dropped) if it now names another descriptor of this reactor."""
+    fd = descriptor.fd
+    if reactor._selectables.get(fd) is not descriptor and fd in reactor._selectables:
+        return False
+    reactor._selectables.pop(fd, None)
+    for table in (reactor._reads, reactor._writes):
+        if isinstance(table, dict):
+            table.pop(fd, None)
+        else:
+            table.discard(fd)
+    return True
+
+
+def _forget_polled(reactor: Any, descriptor: _Descriptor) -> None:
+    """epoll and poll: the tables, then the kernel's entry through ``select.epoll``/``poll``."""
+    if _forget_number(reactor, descriptor):
+        try:
+            reactor._poller.unregister(descriptor.fd)
+        except (OSError, KeyError, ValueError):
+            pass
+
+
+def _forget_kqueued(reactor: Any, descriptor: _Descriptor) -> None:
+    """kqueue: the tables, then both of the number's filters."""
+    if _forget_number(reactor, descriptor):
+        _kqueue_forget(reactor._kq, descriptor.fd)
+
+
+def _check_any(fd: int) -> None:
+    """Every descriptor number is fine."""
+
+
+def _close_nothing(reactor: Any) -> None:
+    """No kernel object of its own to close (poll has none; asyncio's loop closes its own)."""
+
+
+def _close_epoll(reactor: Any) -> None:
+    reactor._poller.close()
+
+
+def _close_kqueue(reactor: Any) -> None:
+    reactor._kq.close()
+
+
+class _ReactorKind(NamedTuple):
+    """What `_TwistedFDSet` does differently for one kind of reactor."""
+
+    #: Refuse, at `register`, a descriptor the reactor cannot watch (ValueError).
+    check_fd: Callable[[int], None]
+    #: Remove every trace of a descriptor from the reactor's tables and the kernel.
+    forget: Callable[[Any, _Descriptor], None]
+    #: Close the reactor's kernel object.
+    close: Callable[[Any], None]
+
+
+_REACTOR_KINDS: Dict[str, _ReactorKind] = {
+    "epoll": _ReactorKind(_check_any, _forget_polled, _close_epoll),
+    "poll": _ReactorKind(_check_any, _forget_polled, _close_nothing),
+    "select": _ReactorKind(check_select_limit, _forget_selected, _close_nothing),
+    "asyncio": _ReactorKind(_check_any, _forget_in_loop, _close_nothing),
+    "kqueue": _ReactorKind(_check_any, _forget_kqueued, _close_kqueue),
+}
+
+
 class _TwistedFDSet(Poller):
     """Registrations as `_Descriptor` objects in ``self._reactor``'s IReactorFDSet."""
 
     _reactor: Any
     _reactor_kind: str
+    _kind: _ReactorKind
 
     def _init_fdset(self, reactor: Any, kind: str) -> None:
         self._reactor = reactor
         self._reactor_kind = kind
+        self._kind = _REACTOR_KINDS[kind]
         self.name = f"twisted-{kind}"
-        self._escaped: Optional[BaseException] = None
-        #: Descriptor number -> what the reactor watches for its registration.
-        self._descriptors: Dict[int, _Descriptor] = {}
         #: Descriptors registered while a batch is dispatched (see `_Descriptor.mask`).
         self._fresh: List[_Descriptor] = []
         self._dispatching = False
@@ -192,10 +291,8 @@ class _TwistedFDSet(Poller):
     # -- descriptors -------------------------------------------------------
 
     def _backend_register(self, registration: Registration) -> None:
-        if self._reactor_kind == "select":
-            check_select_limit(registration.fd)
+        self._kind.check_fd(registration.fd)
         descriptor = _Descriptor(self, registration)
-        self._descriptors[registration.fd] = descriptor
         if self._dispatching:
             descriptor.mask = 0
             self._fresh.append(descriptor)
@@ -203,35 +300,23 @@ class _TwistedFDSet(Poller):
             self._watch(descriptor, registration.events)
         except BaseException:
             self._forget(descriptor)
-            del self._descriptors[registration.fd]
             raise
+        registration.data = descriptor
 
     def _backend_modify(self, registration: Registration, events: int) -> None:
-        descriptor = self._descriptors[registration.fd]
+        descriptor: _Descriptor = registration.data
         if not (self._dispatching and descriptor in self._fresh):
             descriptor.mask = events  # (a fresh one gets its interest when the batch ends)
         self._watch(descriptor, events)
 
     def _backend_unregister(self, registration: Registration) -> None:
-        descriptor = self._descriptors.pop(registration.fd)
+        descriptor: _Descriptor = registration.data
+        registration.data = None  # the descriptor holds the registration: no cycle
         descriptor.mask = 0
         try:
             self._watch(descriptor, 0)
         except Exception:  # closed meanwhile: nothing left to watch
             self._forget(descriptor)
-
-    def _escape(self, exc: BaseException) -> None:
-        """A handler raised a BaseException that is not an Exception (KeyboardInterrupt,
-        SystemExit): Twisted's ``callWithLogger``, around every ``doRead``/``doWrite``,
-        would log and swallow it (all but KeyboardInterrupt), so keep it for
-        `_raise_escaped` to raise out of `run` when the pass ends."""
-        self._escaped = exc
-
-    def _raise_escaped(self) -> None:
-        """Raise what `_escape` kept, if anything, and forget it."""
-        escaped, self._escaped = self._escaped, None
-        if escaped is not None:
-            raise escaped
 
     def _rewatch(self, descriptor: _Descriptor) -> None:
         """After ``connectionLost``: watch again if still registered (level-triggered)."""
@@ -278,46 +363,8 @@ class _TwistedFDSet(Poller):
 
     def _forget(self, descriptor: _Descriptor) -> None:
         """Remove every trace of ``descriptor`` from the reactor's tables and the kernel."""
-        reactor = self._reactor
-        fd = descriptor.fd
-        kind = self._reactor_kind
         descriptor.watching = 0
-        if kind == "select":
-            reactor._reads.discard(descriptor)
-            reactor._writes.discard(descriptor)
-            return
-        if kind == "asyncio":
-            reactor._readers.pop(descriptor, None)
-            reactor._writers.pop(descriptor, None)
-            loop = reactor._asyncioEventloop
-            for remove in (loop.remove_reader, loop.remove_writer):
-                try:
-                    remove(fd)
-                except (OSError, ValueError):
-                    pass
-            selector = loop_selector(loop)
-            if selector is not None:
-                try:
-                    selector.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
-                forget_stale_entry(selector, fd)
-            return
-        if reactor._selectables.get(fd) is not descriptor and fd in reactor._selectables:
-            return  # the number belongs to another descriptor of this reactor
-        reactor._selectables.pop(fd, None)
-        for table in (reactor._reads, reactor._writes):
-            if isinstance(table, dict):
-                table.pop(fd, None)
-            else:
-                table.discard(fd)
-        if kind == "kqueue":
-            _kqueue_forget(reactor._kq, fd)
-        else:
-            try:
-                reactor._poller.unregister(fd)
-            except (OSError, KeyError, ValueError):
-                pass
+        self._kind.forget(self._reactor, descriptor)
 
     def _end_batch(self) -> None:
         """The batch is over: registrations made during it start receiving events."""
@@ -326,10 +373,8 @@ class _TwistedFDSet(Poller):
             if self._registrations.get(descriptor.fd) is descriptor.registration:
                 descriptor.mask = descriptor.registration.events
         self._fresh.clear()
-        self._raise_escaped()
 
     def _close_reactor(self) -> None:
-        self._descriptors.clear()
         reactor = self._reactor
         waker = reactor.waker
         if waker is not None:
@@ -339,14 +384,14 @@ class _TwistedFDSet(Poller):
                 pass
             waker.connectionLost(None)
             reactor.waker = None
-        if self._reactor_kind == "kqueue":
-            reactor._kq.close()
-        elif self._reactor_kind == "epoll":
-            reactor._poller.close()
+        self._kind.close(reactor)
 
 
-class TwistedPoller(SelfDrivenPoller, _TwistedFDSet):
-    """A poll-like reactor (epoll, poll, select, kqueue), driven one pass at a time."""
+class TwistedPoller(_TwistedFDSet, SelfDrivenPoller):
+    """A poll-like reactor (epoll, poll, select, kqueue), driven one pass at a time.
+
+    `_TwistedFDSet` comes first, so its `_end_batch` is the one `SelfDrivenPoller` calls.
+    """
 
     def __init__(self, reactor: str = "auto") -> None:
         super().__init__()
@@ -376,37 +421,19 @@ class TwistedPoller(SelfDrivenPoller, _TwistedFDSet):
 
     # -- running -----------------------------------------------------------
 
-    def _backend_run(self) -> None:
+    def _wait(self, timeout: Optional[float]) -> None:
         reactor = self._reactor
-        iterate: Callable[[Optional[float]], None] = reactor.doIteration
-        run_until_current: Callable[[], None] = reactor.runUntilCurrent
-        twisted_timeout: Callable[[], Optional[float]] = reactor.timeout
-        ready = self._ready
-        timers = self._timers
-        monotonic = time.monotonic
-        end_pass = self._end_pass
-        try:
-            while True:
-                if ready or self._stopping:  # stop() before run(): one pass, no waiting
-                    timeout: Optional[float] = 0.0
-                else:
-                    deadline = timers.first_deadline()
-                    timeout = None if deadline is None else max(0.0, deadline - monotonic())
-                    # Twisted's own delayed calls (a LoopingCall for descriptors that
-                    # epoll refuses, for one), on its clock.
-                    theirs = twisted_timeout()
-                    if theirs is not None and (timeout is None or theirs < timeout):
-                        timeout = theirs
-                self._dispatching = True
-                iterate(timeout)
-                self._end_batch()
-                run_until_current()
-                if end_pass():
-                    break
-        finally:
-            self._stopping = False
-            self._dispatching = False
-            self._fresh.clear()
+        if timeout != 0.0:
+            # Twisted's own delayed calls (a LoopingCall for descriptors that epoll
+            # refuses, for one), on its clock.
+            theirs: Optional[float] = reactor.timeout()
+            if theirs is not None and (timeout is None or theirs < timeout):
+                timeout = theirs
+        self._dispatching = True
+        reactor.doIteration(timeout)
+        self._end_batch()
+        if self._escaped is None:  # a handler's escape ends the pass at once
+            reactor.runUntilCurrent()
 
     def _backend_close(self) -> None:
         self._close_queue_and_signals()
@@ -431,20 +458,6 @@ class TwistedAsyncioPoller(_TwistedFDSet, LoopBackedPoller):
         LoopBackedPoller.__init__(self, asyncio.new_event_loop())
         self._init_fdset(_reactor_class("asyncio")(self._asyncio_loop), "asyncio")
 
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._asyncio_loop.call_soon(self._run_callback, callback, args)
-
-    def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._asyncio_loop.call_soon_threadsafe(self._run_callback, callback, args)
-
-    def _schedule(self, delay: float, callback: Callback) -> Any:
-        return self._asyncio_loop.call_later(delay, callback)
-
-    def _unschedule(self, handle: Any) -> None:
-        handle.cancel()
-
     def _escape(self, exc: BaseException) -> None:
         super()._escape(exc)
         self._asyncio_loop.stop()  # at the end of this pass; `_backend_run` raises it
@@ -456,10 +469,6 @@ class TwistedAsyncioPoller(_TwistedFDSet, LoopBackedPoller):
             self._escaped = None  # what ended the loop wins over what a handler raised
             raise
         self._raise_escaped()
-
-    def stop(self) -> None:
-        self._check_usable()
-        self._asyncio_loop.stop()
 
     def _backend_close(self) -> None:
         self._close_reactor()
