@@ -278,6 +278,8 @@ class _TwistedFDSet(Poller):
     _reactor: Any
     _reactor_kind: str
     _kind: _ReactorKind
+    #: What `_backend_register` makes for a registration (the attached poller's subclass).
+    _descriptor_class = _Descriptor
 
     def _init_fdset(self, reactor: Any, kind: str) -> None:
         self._reactor = reactor
@@ -292,7 +294,7 @@ class _TwistedFDSet(Poller):
 
     def _backend_register(self, registration: Registration) -> None:
         self._kind.check_fd(registration.fd)
-        descriptor = _Descriptor(self, registration)
+        descriptor = self._descriptor_class(self, registration)
         if self._dispatching:
             descriptor.mask = 0
             self._fresh.append(descriptor)
@@ -482,6 +484,12 @@ def create_twisted_poller(reactor: str = "auto") -> Poller:
     return TwistedPoller(reactor)
 
 
+def _attach(host: object, **options: Any) -> Optional[Poller]:
+    from .twisted_attached import attach_twisted  # it imports this module
+
+    return attach_twisted(host, **options)
+
+
 FAMILY = Family(
     name="twisted",
     summary="IReactorFDSet (addReader/addWriter) of a Twisted reactor instance of its own",
@@ -500,4 +508,17 @@ FAMILY = Family(
     unavailable_reason=lambda options: twisted_unavailable_reason(options["reactor"]),
     # Twisted calls doRead and then doWrite (select: in two sweeps): two dispatches.
     merges_read_and_write=False,
+    attach=_attach,
+    attach_accepts="a Twisted reactor (IReactorFDSet and IReactorTime)",
+    # The asyncio reactor's host attaches its asyncio loop instead.
+    attached_variants=tuple(
+        VariantSpec(
+            f"twisted-{kind}-attached",
+            {"reactor": kind},
+            f"{runs_on}, with Twisted",
+            descriptor_limit=FD_SETSIZE if kind == "select" else None,
+        )
+        for kind, runs_on in REACTOR_PLATFORMS.items()
+        if kind != "asyncio"
+    ),
 )

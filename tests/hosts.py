@@ -13,7 +13,9 @@ this module imports none of them.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import signal
 import socket
 import sys
 import time
@@ -57,6 +59,9 @@ class HostSpec:
     #: ``claim_signal(host, sig, callback)``: the host handles ``sig`` its own way
     #: (``loop.add_signal_handler``...); returns the function that gives it back.
     claim_signal: Callable[[Any, int, Callable[[], None]], Callable[[], None]]
+    #: ``notified(when_stopped)``: whether the poller's ``when_stopped()`` notification (a
+    #: future, a ``Deferred``, a gevent ``Event``) is complete, with no error.
+    notified: Callable[[Any], bool] = lambda future: future.done() and future.result() is None
 
 
 def drive(variant: str, host: Any, until: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -224,6 +229,142 @@ def _tornado_claim_signal(
     return _asyncio_claim_signal(ioloop.asyncio_loop, sig, callback)
 
 
+# -- Twisted ----------------------------------------------------------------
+
+
+def _new_reactor(kind: str) -> Callable[[], Any]:
+    """A fresh reactor instance of ``kind``, as Twisted's own ReactorBuilder tests make them
+    (the global ``twisted.internet.reactor`` is not installed or touched)."""
+
+    def make() -> Any:
+        from pollers.twisted_poller import REACTOR_CLASSES
+
+        module, name = REACTOR_CLASSES[kind]
+        return getattr(importlib.import_module(f"twisted.internet.{module}"), name)()
+
+    return make
+
+
+def _drive_twisted(reactor: Any, until: Callable[[], bool], timeout: float) -> bool:
+    """As a Twisted application does: ``reactor.run()``. A check of the test's ends it with
+    ``reactor.crash()``, which (unlike ``stop()``) fires no shutdown, so the next test step
+    can run the reactor again, as trial once did."""
+    deadline = time.monotonic() + timeout
+    held = [False]
+
+    def check() -> None:
+        if until():
+            held[0] = True
+            reactor.crash()
+        elif time.monotonic() >= deadline:
+            reactor.crash()
+        else:
+            reactor.callLater(POLL_INTERVAL, check)
+
+    reactor.callLater(0, check)
+    reactor.run(installSignalHandlers=False)
+    return held[0]
+
+
+def _twisted_watched(reactor: Any) -> int:
+    return len(reactor.getReaders()) + len(reactor.getWriters())
+
+
+def _dispose_reactor(reactor: Any) -> None:
+    observer = getattr(reactor, "_pollers_test_observer", None)
+    if observer is not None:
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.removeObserver(observer)
+    waker = reactor.waker
+    if waker is not None:
+        reactor.removeReader(waker)
+        waker.connectionLost(None)
+        reactor.waker = None
+    for name in ("_poller", "_kq"):
+        kernel_object = getattr(reactor, name, None)
+        if kernel_object is not None and hasattr(kernel_object, "close"):
+            kernel_object.close()
+
+
+class _HostReader:
+    """A host's own ``IReadDescriptor``, as a Twisted protocol's transport is one."""
+
+    def __init__(self, sock: socket.socket, callback: Callable[[], None]) -> None:
+        self._fd = sock.fileno()
+        self._callback = callback
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def doRead(self) -> None:
+        self._callback()
+
+    def connectionLost(self, reason: object) -> None: ...
+
+    def logPrefix(self) -> str:
+        return "host"
+
+
+def _twisted_add_reader(
+    reactor: Any, sock: socket.socket, callback: Callable[[], None]
+) -> Callable[[], None]:
+    reader = _HostReader(sock, callback)
+    reactor.addReader(reader)
+
+    def remove() -> None:
+        reactor.removeReader(reader)
+
+    return remove
+
+
+def _twisted_call_later(reactor: Any, delay: float, callback: Callable[[], None]) -> object:
+    return reactor.callLater(delay, callback)
+
+
+def _twisted_call_soon(reactor: Any, callback: Callable[[], None]) -> None:
+    reactor.callLater(0, callback)
+
+
+def _twisted_record_crashes(reactor: Any, into: List[object]) -> None:
+    """What Twisted logs as a failure (an exception that escaped a ``doRead``, a timed call)."""
+    from twisted.logger import globalLogPublisher
+
+    def observer(event: Dict[str, Any]) -> None:
+        if event.get("log_failure") is not None:
+            into.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    reactor._pollers_test_observer = observer  # removed by _dispose_reactor
+
+
+def _signal_module_claim(
+    call_from_loop: Callable[[Callable[[], None]], None],
+) -> Callable[[Any, int, Callable[[], None]], Callable[[], None]]:
+    """``claim_signal`` for a host that handles signals with ``signal.signal`` (twistd,
+    ``reactor.run()``, gevent's ``signal_handler``), its handler passing on to the loop."""
+
+    def claim(host: Any, sig: int, callback: Callable[[], None]) -> Callable[[], None]:
+        previous = signal.signal(sig, lambda signum, frame: call_from_loop(callback))
+
+        def give_back() -> None:
+            signal.signal(sig, previous)
+
+        return give_back
+
+    return claim
+
+
+def _twisted_claim_signal(
+    reactor: Any, sig: int, callback: Callable[[], None]
+) -> Callable[[], None]:
+    return _signal_module_claim(reactor.callFromThread)(reactor, sig, callback)
+
+
+def _deferred_called(deferred: Any) -> bool:
+    return bool(deferred.called)
+
+
 #: Attached variant name -> how the tests make and drive its host.
 HOSTS: Dict[str, HostSpec] = {}
 for _kind, _make in (("asyncio", _new_asyncio_loop), ("uvloop", _new_uvloop_loop)):
@@ -249,6 +390,20 @@ for _kind, _make in (("asyncio", _new_asyncio_loop), ("uvloop", _new_uvloop_loop
         call_soon=_tornado_call_soon,
         record_crashes=_tornado_record_crashes,
         claim_signal=_tornado_claim_signal,
+    )
+
+for _kind in ("epoll", "poll", "select", "kqueue"):
+    HOSTS[f"twisted-{_kind}-attached"] = HostSpec(
+        make=_new_reactor(_kind),
+        drive=_drive_twisted,
+        watched=_twisted_watched,
+        dispose=_dispose_reactor,
+        add_reader=_twisted_add_reader,
+        call_later=_twisted_call_later,
+        call_soon=_twisted_call_soon,
+        record_crashes=_twisted_record_crashes,
+        claim_signal=_twisted_claim_signal,
+        notified=_deferred_called,
     )
 
 #: Whether `HostSpec.watched` can count on this platform (uvloop's count reads /proc).
