@@ -365,6 +365,99 @@ def _deferred_called(deferred: Any) -> bool:
     return bool(deferred.called)
 
 
+# -- gevent -----------------------------------------------------------------
+
+
+def _new_hub(kind: str) -> Callable[[], Any]:
+    """A fresh hub of this thread over a new loop of ``kind`` (``libev``, ``libuv``), as an
+    application gets from ``gevent.get_hub()`` with ``GEVENT_LOOP`` set."""
+
+    def make() -> Any:
+        from gevent._hub_local import set_hub
+        from gevent.hub import Hub
+
+        from pollers.gevent_poller import _loop_class
+
+        hub = Hub(loop=_loop_class(kind)(default=False))
+        set_hub(hub)
+        return hub
+
+    return make
+
+
+def _drive_gevent(hub: Any, until: Callable[[], bool], timeout: float) -> bool:
+    """As a gevent application does: its greenlet sleeps (``gevent.sleep``, on this hub)
+    while the hub runs the loop."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() >= deadline:
+            return False
+        hub.wait(hub.loop.timer(POLL_INTERVAL))  # what gevent.sleep does, on this hub
+    return True
+
+
+def _gevent_watched(hub: Any) -> int:
+    """How many watchers of the hub's loop are active (io watchers, timers and the loop's
+    own): libev's count, or libuv's active handles (gevent keeps no count for it)."""
+    loop = hub.loop
+    if hasattr(loop, "debug"):  # libuv
+        return sum(1 for handle in loop.debug() if handle.active)
+    return int(loop.activecnt)
+
+
+def _dispose_hub(hub: Any) -> None:
+    if hub.loop is not None:
+        hub.destroy(destroy_loop=True)
+
+
+def _gevent_add_reader(
+    hub: Any, sock: socket.socket, callback: Callable[[], None]
+) -> Callable[[], None]:
+    watcher = hub.loop.io(sock.fileno(), 1)
+    watcher.start(callback)
+
+    def remove() -> None:
+        watcher.stop()
+        watcher.close()
+
+    return remove
+
+
+def _gevent_call_later(hub: Any, delay: float, callback: Callable[[], None]) -> object:
+    watcher = hub.loop.timer(delay)
+    watcher.start(callback)
+    return watcher
+
+
+def _gevent_call_soon(hub: Any, callback: Callable[[], None]) -> None:
+    hub.loop.run_callback(callback)
+
+
+def _gevent_record_crashes(hub: Any, into: List[object]) -> None:
+    """What reaches the hub's error handling (``Hub.handle_error``)."""
+
+    def handle_error(context: object, kind: Any, value: Any, tb: Any) -> None:
+        into.append((context, value))
+
+    hub.handle_error = handle_error
+
+
+def _gevent_claim_signal(hub: Any, sig: int, callback: Callable[[], None]) -> Callable[[], None]:
+    """``gevent.signal_handler``: a signal watcher of the hub's loop."""
+    watcher = hub.loop.signal(sig)
+    watcher.start(callback)
+
+    def give_back() -> None:
+        watcher.stop()
+        watcher.close()
+
+    return give_back
+
+
+def _event_set(event: Any) -> bool:
+    return bool(event.is_set())
+
+
 #: Attached variant name -> how the tests make and drive its host.
 HOSTS: Dict[str, HostSpec] = {}
 for _kind, _make in (("asyncio", _new_asyncio_loop), ("uvloop", _new_uvloop_loop)):
@@ -404,6 +497,20 @@ for _kind in ("epoll", "poll", "select", "kqueue"):
         record_crashes=_twisted_record_crashes,
         claim_signal=_twisted_claim_signal,
         notified=_deferred_called,
+    )
+
+for _kind in ("libev", "libuv"):
+    HOSTS[f"gevent-{_kind}-attached"] = HostSpec(
+        make=_new_hub(_kind),
+        drive=_drive_gevent,
+        watched=_gevent_watched,
+        dispose=_dispose_hub,
+        add_reader=_gevent_add_reader,
+        call_later=_gevent_call_later,
+        call_soon=_gevent_call_soon,
+        record_crashes=_gevent_record_crashes,
+        claim_signal=_gevent_claim_signal,
+        notified=_event_set,
     )
 
 #: Whether `HostSpec.watched` can count on this platform (uvloop's count reads /proc).
