@@ -20,8 +20,9 @@ greenlet waits; the poller adds the loop's own watchers to it and nothing else:
   (``gevent.signal_handler``), whose C-level handler `signal.getsignal` cannot see.
 
 `run` refuses when called from the hub (a callback of the loop: the host runs the
-loop); from a greenlet it waits, the hub running the loop meanwhile, until `stop`,
-which lets it return at the start of the loop's next pass. `when_stopped` is a
+loop) or from another thread than the hub's; from a greenlet it waits, the hub
+running the loop meanwhile, until `stop`, which lets it return at the start of the
+loop's next pass. `when_stopped` is a
 ``gevent.event.Event``. A handler's ``Exception`` goes through the contract's
 handling; a ``BaseException`` that is not one (``SystemExit``, ``KeyboardInterrupt``)
 is the hub's to handle, which raises it in the hub's parent greenlet (so out of a
@@ -35,6 +36,7 @@ import ctypes
 import ctypes.util
 import signal
 import sys
+import threading
 import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
@@ -196,7 +198,7 @@ class AttachedGeventPoller(Poller):
             return f"the handler {current!r} installed with signal.signal"
         if current in (signal.SIG_DFL, signal.SIG_IGN):
             c_handler = _c_level_handler(sig)
-            if c_handler is not None and c_handler not in (int(signal.SIG_DFL), int(signal.SIG_IGN)):
+            if c_handler is not None and c_handler not in (signal.SIG_DFL, signal.SIG_IGN):
                 return "a signal watcher of the loop (gevent.signal_handler)"
         return None
 
@@ -236,6 +238,11 @@ class AttachedGeventPoller(Poller):
                 f"the host runs this loop (this is one of its callbacks), so the attached "
                 f"{self.name} poller is already dispatching on it; use poller.stop() and "
                 "poller.when_stopped() instead of run()"
+            )
+        if self._hub.thread_ident != threading.get_ident():
+            raise RuntimeError(
+                f"the attached {self.name} poller runs only on the thread of its hub: a gevent "
+                "hub runs its loop on the thread that made it"
             )
         waiter = self._run_waiter = Waiter(hub=self._hub)
         if self._stop_pending:

@@ -287,9 +287,7 @@ def attach_twisted(host: object, **options: Any) -> Optional[Poller]:
     interfaces = sys.modules.get("twisted.internet.interfaces")  # not imported: not a reactor
     if interfaces is None:
         return None
-    if not (
-        interfaces.IReactorFDSet.providedBy(host) and interfaces.IReactorTime.providedBy(host)
-    ):
+    if not (interfaces.IReactorFDSet.providedBy(host) and interfaces.IReactorTime.providedBy(host)):
         return None
     if options:
         raise TypeError(f"attaching to a Twisted reactor takes no options, got {sorted(options)}")
@@ -299,4 +297,3 @@ def attach_twisted(host: object, **options: Any) -> Optional[Poller]:
             "pollers.attach(asyncio.get_event_loop())"
         )
     return AttachedTwistedPoller(host)
-

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import psutil
+import pytest
+from hosts import HOSTS
 
 import pollers
 from pollers import Poller
@@ -46,7 +48,10 @@ def running_server(
     **options: Any,
 ) -> Iterator[EchoServer]:
     """An `EchoServer` (or ``server_class``) on ``poller``, run by a thread; closed and
-    joined on exit."""
+    joined on exit. Skips for an attached poller whose host runs only on its own thread."""
+    host = HOSTS.get(poller.name) if poller.attached else None
+    if host is not None and host.thread_bound is not None:
+        pytest.skip(f"{poller.name}: {host.thread_bound}")
     server = server_class(poller, host, 0, **options).start()
     failure: List[BaseException] = []
 

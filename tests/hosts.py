@@ -62,6 +62,9 @@ class HostSpec:
     #: ``notified(when_stopped)``: whether the poller's ``when_stopped()`` notification (a
     #: future, a ``Deferred``, a gevent ``Event``) is complete, with no error.
     notified: Callable[[Any], bool] = lambda future: future.done() and future.result() is None
+    #: Why the host loop can be run only by the thread that made it (a gevent hub), or
+    #: None: tests that run ``poller.run()`` on a thread of their own skip with the reason.
+    thread_bound: Optional[str] = None
 
 
 def drive(variant: str, host: Any, until: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -511,6 +514,10 @@ for _kind in ("libev", "libuv"):
         record_crashes=_gevent_record_crashes,
         claim_signal=_gevent_claim_signal,
         notified=_event_set,
+        thread_bound=(
+            "a gevent hub runs its loop only on the thread that made it, and this test runs "
+            "poller.run() on a thread of its own"
+        ),
     )
 
 #: Whether `HostSpec.watched` can count on this platform (uvloop's count reads /proc).
