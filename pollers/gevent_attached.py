@@ -14,8 +14,9 @@ greenlet waits; the poller adds the loop's own watchers to it and nothing else:
   which the loop runs after it has polled, so that a callback queued by a callback
   runs on the next pass (``loop.run_callback`` would run it in the same pass);
 - `call_soon_threadsafe`: ``loop.run_callback_threadsafe``, which wakes the loop;
-- signals, only when asked: ``signal.signal``, the handler passing on through
-  ``loop.run_callback_threadsafe``; refused for a signal the host handles already,
+- signals, only when asked: a ``loop.signal`` watcher (which wakes the loop whichever
+  thread gets the signal), behind a ``signal.signal`` handler that `signal.getsignal`
+  shows and `close` puts back; refused for a signal the host handles already,
   with Python's ``signal.signal`` or with a watcher of its loop
   (``gevent.signal_handler``), whose C-level handler `signal.getsignal` cannot see.
 
@@ -97,6 +98,8 @@ class AttachedGeventPoller(Poller):
         self._pass_watchers: Tuple[Any, ...] = ()  # the one pass of a stop() before run()
         #: Signal -> what `signal.getsignal` said before this poller took it.
         self._replaced_signals: Dict[int, Any] = {}
+        #: Signal -> the loop's signal watcher for it.
+        self._signal_watchers: Dict[int, Any] = {}
 
     # -- descriptors -------------------------------------------------------
 
@@ -216,12 +219,26 @@ class AttachedGeventPoller(Poller):
         run_callback_threadsafe = self._loop.run_callback_threadsafe
         run_if_open = self._run_if_open
 
-        def on_signal(signum: int, frame: Any) -> None:
+        def on_signal(*ignored: Any) -> None:
             run_callback_threadsafe(run_if_open, callback, args)
 
+        # The Python-level handler first, so that signal.getsignal shows the signal taken
+        # (and close() puts back what it shows); then the loop's own signal watcher, whose
+        # C-level handler replaces Python's and wakes the loop on any thread's signal.
         signal.signal(sig, on_signal)
+        old = self._signal_watchers.pop(sig, None)
+        if old is not None:
+            old.stop()
+            old.close()
+        watcher = self._loop.signal(sig)
+        watcher.start(on_signal)
+        self._signal_watchers[sig] = watcher
 
     def _give_back_signals(self) -> None:
+        for watcher in self._signal_watchers.values():
+            watcher.stop()  # the loop puts back SIG_DFL at the C level
+            watcher.close()
+        self._signal_watchers.clear()
         for sig, replaced in self._replaced_signals.items():
             if replaced is not None:  # None: installed from C, which Python cannot restore
                 signal.signal(sig, replaced)
@@ -245,6 +262,10 @@ class AttachedGeventPoller(Poller):
                 "hub runs its loop on the thread that made it"
             )
         waiter = self._run_waiter = Waiter(hub=self._hub)
+        # Until stop(), as on an owned poller, even with nothing to watch: the hub would
+        # otherwise end its loop (LoopExit) once no referenced watcher is active.
+        keep_running = self._loop.async_()
+        keep_running.start(lambda: None)
         if self._stop_pending:
             self._stop_pending = False
             self._start_one_pass()
@@ -253,6 +274,8 @@ class AttachedGeventPoller(Poller):
         finally:
             self._run_waiter = None
             self._end_one_pass()
+            keep_running.stop()
+            keep_running.close()
 
     def _start_one_pass(self) -> None:
         """Return to `run` after one pass of the loop that polls without blocking: an idle
