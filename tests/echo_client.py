@@ -49,9 +49,9 @@ def running_server(
 ) -> Iterator[EchoServer]:
     """An `EchoServer` (or ``server_class``) on ``poller``, run by a thread; closed and
     joined on exit. Skips for an attached poller whose host runs only on its own thread."""
-    host = HOSTS.get(poller.name) if poller.attached else None
-    if host is not None and host.thread_bound is not None:
-        pytest.skip(f"{poller.name}: {host.thread_bound}")
+    host_spec = HOSTS.get(poller.name) if poller.attached else None
+    if host_spec is not None and host_spec.thread_bound is not None:
+        pytest.skip(f"{poller.name}: {host_spec.thread_bound}")
     server = server_class(poller, host, 0, **options).start()
     failure: List[BaseException] = []
 

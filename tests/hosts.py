@@ -337,7 +337,7 @@ def _twisted_record_crashes(reactor: Any, into: List[object]) -> None:
         if event.get("log_failure") is not None:
             into.append(event)
 
-    globalLogPublisher.addObserver(observer)
+    globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]  # a plain callable
     reactor._pollers_test_observer = observer  # removed by _dispose_reactor
 
 

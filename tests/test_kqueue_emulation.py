@@ -94,9 +94,7 @@ def test_a_queue_has_a_private_descriptor_and_closes_once() -> None:
 def test_kevent_defaults_attributes_order_and_equality(pair: List[socket.socket]) -> None:
     event = sel.kevent(pair[0])
     assert (event.ident, event.filter, event.flags) == (
-        pair[0].fileno(),
-        sel.KQ_FILTER_READ,
-        sel.KQ_EV_ADD,
+        pair[0].fileno(), sel.KQ_FILTER_READ, sel.KQ_EV_ADD,
     )
     assert (event.fflags, event.data, event.udata) == (0, 0, 0)
     same = sel.kevent(pair[0].fileno(), sel.KQ_FILTER_READ, sel.KQ_EV_ADD)
@@ -169,9 +167,8 @@ def test_a_signal_interrupting_the_wait_runs_its_handler_and_the_wait_goes_on(kq
     """PEP 475: EINTR is retried for the time left; the Python handler runs meanwhile."""
     caught: List[int] = []
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: caught.append(signum))
-    sender = threading.Timer(
-        0.05, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1)
-    )
+    sender = threading.Timer(0.05, signal.pthread_kill, (threading.main_thread().ident,
+                                                         signal.SIGUSR1))
     try:
         started = time.monotonic()
         sender.start()

@@ -9,8 +9,5 @@ import importlib.util
 import pytest
 
 if importlib.util.find_spec("benchmarks") is None:
-    pytest.skip(
-        "benchmarks/ is not importable: the checkout is not on sys.path "
-        "(run `python -m pytest tests` from the checkout)",
-        allow_module_level=True,
-    )
+    pytest.skip("benchmarks/ is not importable: the checkout is not on sys.path "
+                "(run `python -m pytest tests` from the checkout)", allow_module_level=True)

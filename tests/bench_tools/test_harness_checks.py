@@ -16,9 +16,8 @@ SPEC = LoadSpec(connections=4, depth=2, size=1024, idle=3, warmup=0.05, duration
 
 
 def faulty(fault: str) -> Target:
-    return Target(
-        f"faulty-{fault}", "peer", "deliberately faulty echo", "faulty_echo", ("--fault", fault)
-    )
+    return Target(f"faulty-{fault}", "peer", "deliberately faulty echo", "faulty_echo",
+                  ("--fault", fault))
 
 
 @pytest.mark.parametrize(

@@ -28,19 +28,18 @@ def test_the_example_report_opens_with_a_summary_row_per_case(tmp_path: Path) ->
     cases = [group for group, kind, _rows in run.groups() if kind != "primitive"]
     rows = _summary(markdown)
     assert [row.split(" | ")[0].lstrip("| ") for row in rows] == cases
-    assert (
-        markdown.index("## Summary") < markdown.index("## Cases") < markdown.index("## Environment")
-    )
+    assert markdown.index("## Summary") < markdown.index("## Cases") < markdown.index(
+        "## Environment")
     assert "glibc malloc" in markdown
 
 
-def test_every_case_has_a_sorted_dot_plot_with_intervals_and_hover_values(tmp_path: Path) -> None:
+def test_every_case_has_a_sorted_dot_plot_with_intervals_and_hover_values(
+        tmp_path: Path) -> None:
     assert main([str(EXAMPLE), "--out", str(tmp_path)]) == 0
     run = load([EXAMPLE])
     charts = sorted(tmp_path.glob("chart-*.svg"))
-    echo_groups = [
-        g for g, kind, _r in run.groups() + run.groups(sections=True) if kind != "primitive"
-    ]
+    echo_groups = [g for g, kind, _r in run.groups() + run.groups(sections=True)
+                   if kind != "primitive"]
     assert len(charts) == len(echo_groups)
     for chart in charts:
         root = ElementTree.parse(chart).getroot()
@@ -48,51 +47,35 @@ def test_every_case_has_a_sorted_dot_plot_with_intervals_and_hover_values(tmp_pa
         rows = next(r for g, _k, r in run.groups() + run.groups(sections=True) if g == group)
         estimates = root.findall(f".//{SVG}g[@class='estimate']")
         assert len(estimates) == 2 * len(rows)  # both panels
-        medians = [
-            float(
-                e.find(f"{SVG}title")
-                .text.split("median ")[1]
-                .split()[0]  # type: ignore[union-attr]
-                .replace(",", "")
-            )
-            for e in estimates[: len(rows)]
-        ]
+        medians = [float(e.find(f"{SVG}title").text.split("median ")[1].split()[0]  # type: ignore[union-attr]
+                         .replace(",", "")) for e in estimates[:len(rows)]]
         better_first = sorted(medians, reverse=rows[0].higher_is_better)
         assert medians == better_first
-        axis_labels = [
-            t.text or "" for t in root.iter(f"{SVG}text") if "log scale" in (t.text or "")
-        ]
+        axis_labels = [t.text or "" for t in root.iter(f"{SVG}text")
+                       if "log scale" in (t.text or "")]
         assert len(axis_labels) == 2 and all("(" in label for label in axis_labels)
         assert len(root.findall(f".//{SVG}circle[@class='round']")) + len(
-            root.findall(f".//{SVG}circle[@class='outlier']")
-        ) == 2 * sum(len(r.rounds) for r in rows)
+            root.findall(f".//{SVG}circle[@class='outlier']")) == 2 * sum(
+            len(r.rounds) for r in rows)
 
 
 def test_a_tie_reads_no_difference_and_a_clear_win_gives_its_interval(tmp_path: Path) -> None:
     drift = [1.0, 0.8, 1.2, 0.9, 1.1, 1.05]
-    run_path = write_run(
-        tmp_path / "run.json",
-        {
-            "selectors-epoll": [100_000 * d for d in drift],
-            "peer-selectors": [
-                100_000 * d * f for d, f in zip(drift, [1.01, 0.99, 1.0, 1.02, 0.98, 1.0])
-            ],
-            "tornado": [80_000 * d for d in drift],
-        },
-    )
+    run_path = write_run(tmp_path / "run.json", {
+        "selectors-epoll": [100_000 * d for d in drift],
+        "peer-selectors": [100_000 * d * f for d, f in zip(drift, [1.01, 0.99, 1.0, 1.02, 0.98,
+                                                                     1.0])],
+        "tornado": [80_000 * d for d in drift],
+    })
     out = tmp_path / "report"
     assert main([str(run_path), "--out", str(out)]) == 0
     row = _summary((out / "report.md").read_text())[0]
     assert "| no difference measured over `" in row
-    assert (
-        "`selectors-epoll` ≈ `peer-selectors` > `tornado`" in row
-        or "`peer-selectors` ≈ `selectors-epoll` > `tornado`" in row
-    )
+    assert ("`selectors-epoll` ≈ `peer-selectors` > `tornado`" in row
+            or "`peer-selectors` ≈ `selectors-epoll` > `tornado`" in row)
     run = load([run_path])
-    epoll, tornado = (
-        run.find(run.rows[0].group, name, "CPython 3.11.7")
-        for name in ("selectors-epoll", "tornado")
-    )
+    epoll, tornado = (run.find(run.rows[0].group, name, "CPython 3.11.7")
+                      for name in ("selectors-epoll", "tornado"))
     assert epoll is not None and tornado is not None
     margin = paired_speedup(epoll, tornado)
     assert margin is not None and margin.low == pytest.approx(1.25)
@@ -100,16 +83,13 @@ def test_a_tie_reads_no_difference_and_a_clear_win_gives_its_interval(tmp_path: 
 
 @pytest.mark.parametrize(("factor", "status"), [(0.5, 1), (0.97, 0), (1.2, 0)])
 def test_compare_flags_a_regression_only_when_its_interval_lies_past_the_threshold(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], factor: float, status: int
-) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], factor: float, status: int) -> None:
     old_rates = [100_000.0, 97_000.0, 103_000.0, 99_000.0, 101_000.0, 98_500.0]
     old = write_run(tmp_path / "old.json", {"selectors-epoll": old_rates})
-    new = write_run(
-        tmp_path / "new.json", {"selectors-epoll": [r * factor for r in reversed(old_rates)]}
-    )
-    code = main(
-        [str(new), "--compare", str(old), "--threshold", "0.05", "--out", str(tmp_path / "cmp")]
-    )
+    new = write_run(tmp_path / "new.json",
+                    {"selectors-epoll": [r * factor for r in reversed(old_rates)]})
+    code = main([str(new), "--compare", str(old), "--threshold", "0.05",
+                 "--out", str(tmp_path / "cmp")])
     assert code == status
     text = (tmp_path / "cmp" / "report.md").read_text()
     assert ("**regression**" in text) == (status == 1)
@@ -125,11 +105,8 @@ def test_compare_never_flags_from_too_few_rounds(tmp_path: Path) -> None:
 
 
 def test_the_cheap_mode_says_so(tmp_path: Path) -> None:
-    run = write_run(
-        tmp_path / "run.json",
-        {"selectors-epoll": [1.0e5, 1.1e5, 0.9e5]},
-        machine={"cheap": True, "duration_s": 0.3},
-    )
+    run = write_run(tmp_path / "run.json", {"selectors-epoll": [1.0e5, 1.1e5, 0.9e5]},
+                    machine={"cheap": True, "duration_s": 0.3})
     assert main([str(run), "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     assert "**Cheap mode**" in text and "[75% interval]" in text
@@ -140,31 +117,26 @@ def test_the_html_report_is_one_file_that_loads_nothing(tmp_path: Path) -> None:
     html = (tmp_path / "report.html").read_text()
     assert html.count("<svg ") == len(list(tmp_path.glob("chart-*.svg")))
     assert "default-src 'none'" in html
-    for needle in ('src="http', 'href="http', "<link", "@import", "url("):
+    for needle in ("src=\"http", "href=\"http", "<link", "@import", "url("):
         assert needle not in html
     assert json.loads(EXAMPLE.read_text())["machine_info"]["node"] in html
 
 
 def test_the_environment_says_how_loaded_the_machine_was(tmp_path: Path) -> None:
-    run_path = write_run(
-        tmp_path / "run.json",
-        {"selectors-epoll": [1.0e5] * 6},
-        machine={"load_average_start": [0.5, 0.4, 0.3], "load_average_end": [3.25, 2.5, 1.75]},
-    )
+    run_path = write_run(tmp_path / "run.json", {"selectors-epoll": [1.0e5] * 6},
+                         machine={"load_average_start": [0.5, 0.4, 0.3],
+                                  "load_average_end": [3.25, 2.5, 1.75]})
     data = json.loads(run_path.read_text())
     for entry, one_minute in zip(data["benchmarks"], [2.0, 4.0, 3.0, 2.5, 3.5, 1.5]):
         entry["extra_info"]["load_average_1min"] = one_minute
     run_path.write_text(json.dumps(data))
     out = tmp_path / "report"
-    assert (
-        main([str(run_path), "--out", str(out), "--machine-note", "shared with three test suites"])
-        == 0
-    )
+    assert main([str(run_path), "--out", str(out), "--machine-note",
+                 "shared with three test suites"]) == 0
     environment = (out / "report.md").read_text().split("## Environment", 1)[1]
     assert "| load average (1, 5, 15 min) at the start | 0.5, 0.4, 0.3 |" in environment
     assert "| load average (1, 5, 15 min) at the end | 3.25, 2.5, 1.75 |" in environment
-    assert (
-        "| 1-minute load average after each echo run | median 2.75, 1.50 to 4.00 over 6 runs"
-    ) in environment
+    assert ("| 1-minute load average after each echo run | median 2.75, 1.50 to 4.00 over 6 "
+            "runs") in environment
     assert "| machine during the run | shared with three test suites |" in environment
     assert "shared with three test suites" in (out / "report.html").read_text()

@@ -18,8 +18,7 @@ from benchmarks.reporting.fixtures import EXAMPLE
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,
-    reason="headless Chromium is not installed (Debian: apt-get install chromium)",
-)
+    reason="headless Chromium is not installed (Debian: apt-get install chromium)")
 
 PAGE_FACTS = """JSON.stringify({
   ready: document.body.dataset.ready,
@@ -45,9 +44,8 @@ def test_chromium_renders_the_report_without_a_console_error(tmp_path: Path) -> 
     facts = json.loads(visit.value)
     assert facts["ready"] == "yes"  # the page's script ran to its end
     assert facts["charts"] == facts["drawn"] == len(cases)
-    assert facts["hovers"] == 2 * sum(
-        len(rows) for g, _k, rows in run.groups() + run.groups(sections=True) if g in cases
-    )
+    assert facts["hovers"] == 2 * sum(len(rows) for g, _k, rows in
+                                      run.groups() + run.groups(sections=True) if g in cases)
     assert facts["summary"] and facts["environment"] and facts["tables"] >= len(cases)
     assert visit.screenshot is not None and visit.screenshot[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = struct.unpack(">II", visit.screenshot[16:24])
@@ -59,11 +57,10 @@ def test_the_check_sees_console_errors_and_blocked_loads(tmp_path: Path) -> None
     """The same check on a page that errs: it must report each error (or it tests nothing)."""
     page = tmp_path / "bad.html"
     page.write_text(
-        '<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
+        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" "
         "content=\"default-src 'none'; script-src 'unsafe-inline'\"></head><body>"
-        '<img src="http://127.0.0.1:9/blocked.png">'
-        "<script>console.error('deliberate'); undefined_function();</script></body></html>"
-    )
+        "<img src=\"http://127.0.0.1:9/blocked.png\">"
+        "<script>console.error('deliberate'); undefined_function();</script></body></html>")
     visit = render(page, "1", screenshot=False)
     text = "\n".join(visit.errors)
     assert "console.error: deliberate" in text

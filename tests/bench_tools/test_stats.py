@@ -51,9 +51,8 @@ def test_intervals_cover_the_truth_at_least_as_often_as_they_claim(rounds: int) 
         drift = [generator.lognormvariate(0, 0.3) for _ in range(rounds)]
         a = [10.0 * d * generator.lognormvariate(0, 0.1) for d in drift]
         b = [8.0 * d * generator.lognormvariate(0, 0.1) for d in drift]
-        hits["median"] += median_ci(
-            [10.0 * generator.lognormvariate(0, 0.5) for _ in range(rounds)]
-        ).contains(10.0)
+        hits["median"] += median_ci([10.0 * generator.lognormvariate(0, 0.5)
+                                     for _ in range(rounds)]).contains(10.0)
         hits["paired"] += paired_ratio(a, b).contains(1.25)
         c = [10.0 * generator.lognormvariate(0, 0.2) for _ in range(rounds)]
         d = [8.0 * generator.lognormvariate(0, 0.2) for _ in range(rounds)]
@@ -74,8 +73,7 @@ def test_pairing_cancels_drift_that_hits_both_alike() -> None:
 
 def test_an_interval_holding_one_is_no_difference() -> None:
     assert verdict(paired_ratio([1.0, 1.1, 0.9, 1.05, 0.95, 1.0], [1.0] * 6)) == (
-        "no difference measured"
-    )
+        "no difference measured")
     assert verdict(paired_ratio([0.8, 0.82, 0.79, 0.81, 0.8, 0.83], [1.0] * 6)) == "slower"
 
 
