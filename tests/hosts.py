@@ -395,7 +395,8 @@ def _drive_gevent(hub: Any, until: Callable[[], bool], timeout: float) -> bool:
     while not until():
         if time.monotonic() >= deadline:
             return False
-        hub.wait(hub.loop.timer(POLL_INTERVAL))  # what gevent.sleep does, on this hub
+        with hub.loop.timer(POLL_INTERVAL) as timer:  # what gevent.sleep does, on this hub
+            hub.wait(timer)
     return True
 
 
@@ -427,8 +428,17 @@ def _gevent_add_reader(
 
 
 def _gevent_call_later(hub: Any, delay: float, callback: Callable[[], None]) -> object:
+    # A watcher must be closed before it is dropped: libuv's handle would otherwise be
+    # freed while still in the loop's list of handles.
     watcher = hub.loop.timer(delay)
-    watcher.start(callback)
+
+    def fire() -> None:
+        try:
+            callback()
+        finally:
+            watcher.close()
+
+    watcher.start(fire)
     return watcher
 
 
