@@ -62,9 +62,24 @@ class HostSpec:
     #: ``notified(when_stopped)``: whether the poller's ``when_stopped()`` notification (a
     #: future, a ``Deferred``, a gevent ``Event``) is complete, with no error.
     notified: Callable[[Any], bool] = lambda future: future.done() and future.result() is None
+    #: ``wait_for_stop(host, when_stopped, callback)``: a waiter of the host's own kind (a
+    #: coroutine on the loop, a Twisted coroutine, a greenlet) waits for the poller's
+    #: ``when_stopped()`` and then calls ``callback()``;
+    wait_for_stop: Callable[[Any, Any, Callable[[], None]], None] = lambda host, future, callback: (
+        _asyncio_wait_for_stop(host, future, callback)
+    )
     #: Why the host loop can be run only by the thread that made it (a gevent hub), or
     #: None: tests that run ``poller.run()`` on a thread of their own skip with the reason.
     thread_bound: Optional[str] = None
+
+
+def _asyncio_wait_for_stop(host: Any, future: Any, callback: Callable[[], None]) -> None:
+    async def waiter() -> None:
+        await future
+        callback()
+
+    loop = getattr(host, "asyncio_loop", host)  # an IOLoop's asyncio loop, or the loop
+    loop.create_task(waiter())
 
 
 def drive(variant: str, host: Any, until: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -364,6 +379,16 @@ def _twisted_claim_signal(
     return _signal_module_claim(reactor.callFromThread)(reactor, sig, callback)
 
 
+def _twisted_wait_for_stop(reactor: Any, deferred: Any, callback: Callable[[], None]) -> None:
+    from twisted.internet.defer import ensureDeferred
+
+    async def waiter() -> None:
+        await deferred
+        callback()
+
+    ensureDeferred(waiter())
+
+
 def _deferred_called(deferred: Any) -> bool:
     return bool(deferred.called)
 
@@ -467,6 +492,18 @@ def _gevent_claim_signal(hub: Any, sig: int, callback: Callable[[], None]) -> Ca
     return give_back
 
 
+def _gevent_wait_for_stop(hub: Any, event: Any, callback: Callable[[], None]) -> None:
+    from gevent import Greenlet
+
+    def waiter() -> None:
+        event.wait()
+        callback()
+
+    greenlet = Greenlet(waiter)
+    greenlet.parent = hub  # a greenlet of this hub, whether or not it is the thread's
+    hub.loop.run_callback(greenlet.switch)
+
+
 def _event_set(event: Any) -> bool:
     return bool(event.is_set())
 
@@ -510,6 +547,7 @@ for _kind in ("epoll", "poll", "select", "kqueue"):
         record_crashes=_twisted_record_crashes,
         claim_signal=_twisted_claim_signal,
         notified=_deferred_called,
+        wait_for_stop=_twisted_wait_for_stop,
     )
 
 for _kind in ("libev", "libuv"):
@@ -524,6 +562,7 @@ for _kind in ("libev", "libuv"):
         record_crashes=_gevent_record_crashes,
         claim_signal=_gevent_claim_signal,
         notified=_event_set,
+        wait_for_stop=_gevent_wait_for_stop,
         thread_bound=(
             "a gevent hub runs its loop only on the thread that made it, and this test runs "
             "poller.run() on a thread of its own"
