@@ -23,6 +23,7 @@ import signal
 from typing import Any, Callable, Iterable, List, Optional
 
 import gevent
+from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 from pollers.server import EchoServer, format_address
 
@@ -59,15 +60,25 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     http = WSGIServer((args.host, args.http_port), application, log=None)
     http.start()
-    gevent.signal_handler(signal.SIGTERM, http.stop)  # the host's own signal handling
+    shutting_down = Event()
+
+    def shut_down() -> None:
+        shutting_down.set()
+        if not poller.closed:
+            poller.stop()  # wakes the main greenlet if it still waits for the drain
+        http.stop(timeout=1.0)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the host's own signal handling
+        gevent.signal_handler(sig, shut_down)
     print(f"echo listening on {format_address(echo.address)}", flush=True)
     print(f"http listening on {format_address(http.address)}", flush=True)
 
     poller.when_stopped().wait()  # the hub serves both meanwhile
     echo.close()
     poller.close()  # detaches from the hub's loop; the WSGI server goes on
-    print("echo server drained and closed", flush=True)
-    http.serve_forever()
+    if not shutting_down.is_set():
+        print("echo server drained and closed", flush=True)
+        http.serve_forever()
 
 
 if __name__ == "__main__":
