@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import collections
 import ctypes
-import ctypes.util
 import signal
 import sys
 import threading
@@ -52,11 +51,12 @@ def _c_level_handler(sig: int) -> Optional[int]:
     ``sa_handler`` comes first in ``struct sigaction`` on Linux, the BSDs and macOS.
     """
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    except OSError:
+        libc = ctypes.CDLL(None)  # the process's own symbols, libc's sigaction among them
+        sigaction = libc.sigaction
+    except (OSError, AttributeError):
         return None
     buffer = ctypes.create_string_buffer(512)  # larger than any struct sigaction
-    if libc.sigaction(sig, None, buffer) != 0:
+    if sigaction(sig, None, buffer) != 0:
         return None
     return ctypes.c_void_p.from_buffer(buffer).value or 0
 
