@@ -85,8 +85,6 @@ class AttachedGeventPoller(Poller):
         self._hub = hub
         self._loop: Any = hub.loop
         self.name = f"gevent-{kind}-attached"
-        #: Descriptor number -> its started io watcher (none while its interest is NONE).
-        self._io_watchers: Dict[int, Any] = {}
         #: What `call_soon` queued, run in order behind the zero-delay timer `_soon`.
         self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
         self._soon: Any = self._loop.timer(0)
@@ -115,11 +113,12 @@ class AttachedGeventPoller(Poller):
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
         watcher.start(self._on_ready, registration, pass_events=True)
-        self._io_watchers[registration.fd] = watcher
+        registration.data = watcher
 
     def _stop_watcher(self, registration: Registration) -> None:
-        watcher = self._io_watchers.pop(registration.fd, None)
+        watcher = registration.data
         if watcher is not None:
+            registration.data = None
             watcher.stop()
             watcher.close()
 
@@ -133,6 +132,10 @@ class AttachedGeventPoller(Poller):
             self._start_watcher(registration, events)
 
     def _backend_unregister(self, registration: Registration) -> None:
+        self._stop_watcher(registration)
+
+    def _backend_release(self, registration: Registration) -> None:
+        """`close`: take the registration's io watcher back from the host's loop."""
         self._stop_watcher(registration)
 
     # -- callbacks and timers ----------------------------------------------
@@ -329,9 +332,6 @@ class AttachedGeventPoller(Poller):
         if self._closed:
             return
         if not self._in_forked_child():  # in a child, the loop's kernel objects are shared
-            for registration in list(self._registrations.values()):
-                registration.events = 0
-                self._backend_unregister(registration)
             for watcher in (self._soon, self._timer):
                 if watcher is not None:
                     watcher.stop()

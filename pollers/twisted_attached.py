@@ -40,7 +40,7 @@ import sys
 import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
-from .base import Callback, Poller
+from .base import Callback, Poller, Registration
 from .loop_base import _UNCLAIMED_HANDLERS
 from .twisted_poller import REACTOR_CLASSES, _Descriptor, _TwistedFDSet
 
@@ -81,9 +81,7 @@ class AttachedTwistedPoller(_TwistedFDSet):
         super().__init__()
         from twisted.internet.defer import Deferred
 
-        kind = reactor_kind(reactor)
-        self._init_fdset(reactor, kind or "reactor")
-        self._known_kind = kind is not None
+        self._init_fdset(reactor, reactor_kind(reactor) or "reactor")
         self.name = f"{self.name}-attached"
         #: What `call_soon` queued, run in order behind one ``callLater(0)``.
         self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
@@ -111,18 +109,7 @@ class AttachedTwistedPoller(_TwistedFDSet):
     def _batch_ended(self) -> None:
         if self._dispatching and not self._running:
             self._end_batch()
-
-    def _forget(self, descriptor: _Descriptor) -> None:
-        if self._known_kind:
-            super()._forget(descriptor)
-            return
-        # Another IReactorFDSet provider: its own calls are all there is.
-        descriptor.watching = 0
-        for remove in (self._reactor.removeReader, self._reactor.removeWriter):
-            try:
-                remove(descriptor)
-            except Exception:
-                pass
+            self._raise_escaped()  # a handler's SystemExit...: the host's to handle
 
     # -- callbacks and timers ----------------------------------------------
 
@@ -236,6 +223,7 @@ class AttachedTwistedPoller(_TwistedFDSet):
                 self._dispatching = True
                 reactor.doIteration(timeout)
                 self._end_batch()
+                self._raise_escaped()
                 reactor.runUntilCurrent()
                 self._raise_escaped()
                 if self._stopping:
@@ -264,9 +252,6 @@ class AttachedTwistedPoller(_TwistedFDSet):
         if self._closed:
             return
         if not self._in_forked_child():  # in a child, the reactor's kernel objects are shared
-            for registration in list(self._registrations.values()):
-                registration.events = 0
-                self._backend_unregister(registration)
             for call in (self._ready_call, self._timer_call):
                 if call is not None and call.active():
                     call.cancel()
@@ -277,6 +262,10 @@ class AttachedTwistedPoller(_TwistedFDSet):
             self._stopping = True  # a run() in progress returns
             self._complete_stopped()
         super().close()
+
+    def _backend_release(self, registration: Registration) -> None:
+        """Take the registration's descriptor back from the host's reactor."""
+        self._backend_unregister(registration)
 
     def _backend_close(self) -> None:
         """Nothing to release: the reactor is the host's."""

@@ -263,12 +263,23 @@ class _ReactorKind(NamedTuple):
     close: Callable[[Any], None]
 
 
+def _forget_through_the_reactor(reactor: Any, descriptor: _Descriptor) -> None:
+    """Another IReactorFDSet provider (an attached poller's host): its own calls are all
+    there is."""
+    for remove in (reactor.removeReader, reactor.removeWriter):
+        try:
+            remove(descriptor)
+        except Exception:
+            pass
+
+
 _REACTOR_KINDS: Dict[str, _ReactorKind] = {
     "epoll": _ReactorKind(_check_any, _forget_polled, _close_epoll),
     "poll": _ReactorKind(_check_any, _forget_polled, _close_nothing),
     "select": _ReactorKind(check_select_limit, _forget_selected, _close_nothing),
     "asyncio": _ReactorKind(_check_any, _forget_in_loop, _close_nothing),
     "kqueue": _ReactorKind(_check_any, _forget_kqueued, _close_kqueue),
+    "reactor": _ReactorKind(_check_any, _forget_through_the_reactor, _close_nothing),
 }
 
 
