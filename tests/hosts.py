@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
@@ -68,9 +69,11 @@ class HostSpec:
     wait_for_stop: Callable[[Any, Any, Callable[[], None]], None] = lambda host, future, callback: (
         _asyncio_wait_for_stop(host, future, callback)
     )
-    #: Why the host loop can be run only by the thread that made it (a gevent hub), or
-    #: None: tests that run ``poller.run()`` on a thread of their own skip with the reason.
-    thread_bound: Optional[str] = None
+    #: ``run_on_this_thread(poller)``: ``poller.run()`` on a thread other than the one that
+    #: made the host (the in-process echo server tests run it so), for a host bound to its
+    #: thread (a gevent hub); it closes the poller and disposes of the host as it returns.
+    #: None: ``poller.run()`` is all it takes.
+    run_on_this_thread: Optional[Callable[[Any], None]] = None
 
 
 def _asyncio_wait_for_stop(host: Any, future: Any, callback: Callable[[], None]) -> None:
@@ -504,6 +507,27 @@ def _gevent_wait_for_stop(hub: Any, event: Any, callback: Callable[[], None]) ->
     hub.loop.run_callback(greenlet.switch)
 
 
+def _gevent_run_on_this_thread(poller: Any) -> None:
+    """Hand the host hub, not started yet, to this thread, as an application that makes its
+    hub in one thread and runs it in another would have made it there: the hub's parent
+    becomes this thread's main greenlet. The hub is destroyed here, in the thread that ran
+    it, after the poller is closed."""
+    import greenlet
+    from gevent._hub_local import set_hub
+
+    hub = poller._hub  # the host the poller was attached to
+    if hub:  # started: bound to the thread that ran it
+        raise RuntimeError(f"{poller.name}: the host hub already runs on another thread")
+    hub.parent = greenlet.getcurrent()
+    hub.thread_ident = threading.get_ident()
+    set_hub(hub)
+    try:
+        poller.run()
+    finally:
+        poller.close()
+        hub.destroy(destroy_loop=True)
+
+
 def _event_set(event: Any) -> bool:
     return bool(event.is_set())
 
@@ -563,10 +587,7 @@ for _kind in ("libev", "libuv"):
         claim_signal=_gevent_claim_signal,
         notified=_event_set,
         wait_for_stop=_gevent_wait_for_stop,
-        thread_bound=(
-            "a gevent hub runs its loop only on the thread that made it, and this test runs "
-            "poller.run() on a thread of its own"
-        ),
+        run_on_this_thread=_gevent_run_on_this_thread,
     )
 
 #: Whether `HostSpec.watched` can count on this platform (uvloop's count reads /proc).
