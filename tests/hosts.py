@@ -512,13 +512,13 @@ def _gevent_run_on_this_thread(poller: Any) -> None:
     hub in one thread and runs it in another would have made it there: the hub's parent
     becomes this thread's main greenlet. The hub is destroyed here, in the thread that ran
     it, after the poller is closed."""
-    import greenlet
+    from gevent import getcurrent
     from gevent._hub_local import set_hub
 
     hub = poller._hub  # the host the poller was attached to
     if hub:  # started: bound to the thread that ran it
         raise RuntimeError(f"{poller.name}: the host hub already runs on another thread")
-    hub.parent = greenlet.getcurrent()
+    hub.parent = getcurrent()
     hub.thread_ident = threading.get_ident()
     set_hub(hub)
     try:
