@@ -35,7 +35,7 @@ import signal
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import READ, WRITE, Callback, Registration, logger
+from .base import READ, WRITE, Callback, Poller, Registration, logger
 from .family import Family, Option, VariantSpec
 from .self_driven import SelfDrivenPoller
 
@@ -241,6 +241,12 @@ class GeventPoller(SelfDrivenPoller):
         self._loop.destroy()
 
 
+def _attach(host: object, **options: Any) -> Optional[Poller]:
+    from .gevent_attached import attach_gevent  # it imports this module
+
+    return attach_gevent(host, **options)
+
+
 FAMILY = Family(
     name="gevent",
     summary="io, timer, async and signal watchers of a private gevent loop (no hub, no patching)",
@@ -252,4 +258,10 @@ FAMILY = Family(
     factory=GeventPoller,
     libraries=("gevent",),
     unavailable_reason=lambda options: gevent_unavailable_reason(options["loop"]),
+    attach=_attach,
+    attach_accepts="a gevent hub or its loop (gevent.get_hub(), gevent.get_hub().loop)",
+    attached_variants=tuple(
+        VariantSpec(f"gevent-{kind}-attached", {"loop": kind}, runs_on)
+        for kind, runs_on in LOOP_RUNS_ON.items()
+    ),
 )

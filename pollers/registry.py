@@ -62,12 +62,12 @@ ATTACHED_VARIANTS: Dict[str, Tuple[str, Dict[str, str]]] = {
     for variant in family.attached_variants
 }
 
-#: Variant name -> the lowest descriptor number it refuses (select(2)'s FD_SETSIZE), for
-#: the variants that have such a limit.
+#: Variant name (owned or attached) -> the lowest descriptor number it refuses (select(2)'s
+#: FD_SETSIZE), for the variants that have such a limit.
 DESCRIPTOR_LIMITS: Dict[str, int] = {
     variant.name: variant.descriptor_limit
     for family in FAMILY_DECLARATIONS.values()
-    for variant in family.variants
+    for variant in family.variants + family.attached_variants
     if variant.descriptor_limit is not None
 }
 

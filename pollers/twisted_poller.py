@@ -263,12 +263,23 @@ class _ReactorKind(NamedTuple):
     close: Callable[[Any], None]
 
 
+def _forget_through_the_reactor(reactor: Any, descriptor: _Descriptor) -> None:
+    """Another IReactorFDSet provider (an attached poller's host): its own calls are all
+    there is."""
+    for remove in (reactor.removeReader, reactor.removeWriter):
+        try:
+            remove(descriptor)
+        except Exception:
+            pass
+
+
 _REACTOR_KINDS: Dict[str, _ReactorKind] = {
     "epoll": _ReactorKind(_check_any, _forget_polled, _close_epoll),
     "poll": _ReactorKind(_check_any, _forget_polled, _close_nothing),
     "select": _ReactorKind(check_select_limit, _forget_selected, _close_nothing),
     "asyncio": _ReactorKind(_check_any, _forget_in_loop, _close_nothing),
     "kqueue": _ReactorKind(_check_any, _forget_kqueued, _close_kqueue),
+    "reactor": _ReactorKind(_check_any, _forget_through_the_reactor, _close_nothing),
 }
 
 
@@ -278,6 +289,8 @@ class _TwistedFDSet(Poller):
     _reactor: Any
     _reactor_kind: str
     _kind: _ReactorKind
+    #: What `_backend_register` makes for a registration (the attached poller's subclass).
+    _descriptor_class = _Descriptor
 
     def _init_fdset(self, reactor: Any, kind: str) -> None:
         self._reactor = reactor
@@ -292,7 +305,7 @@ class _TwistedFDSet(Poller):
 
     def _backend_register(self, registration: Registration) -> None:
         self._kind.check_fd(registration.fd)
-        descriptor = _Descriptor(self, registration)
+        descriptor = self._descriptor_class(self, registration)
         if self._dispatching:
             descriptor.mask = 0
             self._fresh.append(descriptor)
@@ -482,6 +495,12 @@ def create_twisted_poller(reactor: str = "auto") -> Poller:
     return TwistedPoller(reactor)
 
 
+def _attach(host: object, **options: Any) -> Optional[Poller]:
+    from .twisted_attached import attach_twisted  # it imports this module
+
+    return attach_twisted(host, **options)
+
+
 FAMILY = Family(
     name="twisted",
     summary="IReactorFDSet (addReader/addWriter) of a Twisted reactor instance of its own",
@@ -500,4 +519,17 @@ FAMILY = Family(
     unavailable_reason=lambda options: twisted_unavailable_reason(options["reactor"]),
     # Twisted calls doRead and then doWrite (select: in two sweeps): two dispatches.
     merges_read_and_write=False,
+    attach=_attach,
+    attach_accepts="a Twisted reactor (IReactorFDSet and IReactorTime)",
+    # The asyncio reactor's host attaches its asyncio loop instead.
+    attached_variants=tuple(
+        VariantSpec(
+            f"twisted-{kind}-attached",
+            {"reactor": kind},
+            f"{runs_on}, with Twisted",
+            descriptor_limit=FD_SETSIZE if kind == "select" else None,
+        )
+        for kind, runs_on in REACTOR_PLATFORMS.items()
+        if kind != "asyncio"
+    ),
 )

@@ -20,9 +20,10 @@ import threading
 import time
 import zlib
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 import psutil
+from hosts import HOSTS
 
 import pollers
 from pollers import Poller
@@ -46,13 +47,18 @@ def running_server(
     **options: Any,
 ) -> Iterator[EchoServer]:
     """An `EchoServer` (or ``server_class``) on ``poller``, run by a thread; closed and
-    joined on exit."""
+    joined on exit. An attached poller whose host is bound to the thread that made it
+    runs through its `hosts.HostSpec.run_on_this_thread`."""
+    host_spec = HOSTS.get(poller.name) if poller.attached else None
+    run_poller: Callable[[Poller], None] = Poller.run
+    if host_spec is not None and host_spec.run_on_this_thread is not None:
+        run_poller = host_spec.run_on_this_thread
     server = server_class(poller, host, 0, **options).start()
     failure: List[BaseException] = []
 
     def run() -> None:
         try:
-            poller.run()
+            run_poller(poller)
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
 

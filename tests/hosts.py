@@ -13,9 +13,12 @@ this module imports none of them.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
@@ -57,6 +60,29 @@ class HostSpec:
     #: ``claim_signal(host, sig, callback)``: the host handles ``sig`` its own way
     #: (``loop.add_signal_handler``...); returns the function that gives it back.
     claim_signal: Callable[[Any, int, Callable[[], None]], Callable[[], None]]
+    #: ``notified(when_stopped)``: whether the poller's ``when_stopped()`` notification (a
+    #: future, a ``Deferred``, a gevent ``Event``) is complete, with no error.
+    notified: Callable[[Any], bool] = lambda future: future.done() and future.result() is None
+    #: ``wait_for_stop(host, when_stopped, callback)``: a waiter of the host's own kind (a
+    #: coroutine on the loop, a Twisted coroutine, a greenlet) waits for the poller's
+    #: ``when_stopped()`` and then calls ``callback()``;
+    wait_for_stop: Callable[[Any, Any, Callable[[], None]], None] = lambda host, future, callback: (
+        _asyncio_wait_for_stop(host, future, callback)
+    )
+    #: ``run_on_this_thread(poller)``: ``poller.run()`` on a thread other than the one that
+    #: made the host (the in-process echo server tests run it so), for a host bound to its
+    #: thread (a gevent hub); it closes the poller and disposes of the host as it returns.
+    #: None: ``poller.run()`` is all it takes.
+    run_on_this_thread: Optional[Callable[[Any], None]] = None
+
+
+def _asyncio_wait_for_stop(host: Any, future: Any, callback: Callable[[], None]) -> None:
+    async def waiter() -> None:
+        await future
+        callback()
+
+    loop = getattr(host, "asyncio_loop", host)  # an IOLoop's asyncio loop, or the loop
+    loop.create_task(waiter())
 
 
 def drive(variant: str, host: Any, until: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -224,6 +250,288 @@ def _tornado_claim_signal(
     return _asyncio_claim_signal(ioloop.asyncio_loop, sig, callback)
 
 
+# -- Twisted ----------------------------------------------------------------
+
+
+def _new_reactor(kind: str) -> Callable[[], Any]:
+    """A fresh reactor instance of ``kind``, as Twisted's own ReactorBuilder tests make them
+    (the global ``twisted.internet.reactor`` is not installed or touched)."""
+
+    def make() -> Any:
+        from pollers.twisted_poller import REACTOR_CLASSES
+
+        module, name = REACTOR_CLASSES[kind]
+        return getattr(importlib.import_module(f"twisted.internet.{module}"), name)()
+
+    return make
+
+
+def _drive_twisted(reactor: Any, until: Callable[[], bool], timeout: float) -> bool:
+    """As a Twisted application does: ``reactor.run()``. A check of the test's ends it with
+    ``reactor.crash()``, which (unlike ``stop()``) fires no shutdown, so the next test step
+    can run the reactor again, as trial once did."""
+    deadline = time.monotonic() + timeout
+    held = [False]
+
+    def check() -> None:
+        if until():
+            held[0] = True
+            reactor.crash()
+        elif time.monotonic() >= deadline:
+            reactor.crash()
+        else:
+            reactor.callLater(POLL_INTERVAL, check)
+
+    reactor.callLater(0, check)
+    reactor.run(installSignalHandlers=False)
+    return held[0]
+
+
+def _twisted_watched(reactor: Any) -> int:
+    return len(reactor.getReaders()) + len(reactor.getWriters())
+
+
+def _dispose_reactor(reactor: Any) -> None:
+    observer = getattr(reactor, "_pollers_test_observer", None)
+    if observer is not None:
+        from twisted.logger import globalLogPublisher
+
+        globalLogPublisher.removeObserver(observer)
+    waker = reactor.waker
+    if waker is not None:
+        reactor.removeReader(waker)
+        waker.connectionLost(None)
+        reactor.waker = None
+    for name in ("_poller", "_kq"):
+        kernel_object = getattr(reactor, name, None)
+        if kernel_object is not None and hasattr(kernel_object, "close"):
+            kernel_object.close()
+
+
+class _HostReader:
+    """A host's own ``IReadDescriptor``, as a Twisted protocol's transport is one."""
+
+    def __init__(self, sock: socket.socket, callback: Callable[[], None]) -> None:
+        self._fd = sock.fileno()
+        self._callback = callback
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def doRead(self) -> None:
+        self._callback()
+
+    def connectionLost(self, reason: object) -> None: ...
+
+    def logPrefix(self) -> str:
+        return "host"
+
+
+def _twisted_add_reader(
+    reactor: Any, sock: socket.socket, callback: Callable[[], None]
+) -> Callable[[], None]:
+    reader = _HostReader(sock, callback)
+    reactor.addReader(reader)
+
+    def remove() -> None:
+        reactor.removeReader(reader)
+
+    return remove
+
+
+def _twisted_call_later(reactor: Any, delay: float, callback: Callable[[], None]) -> object:
+    return reactor.callLater(delay, callback)
+
+
+def _twisted_call_soon(reactor: Any, callback: Callable[[], None]) -> None:
+    reactor.callLater(0, callback)
+
+
+def _twisted_record_crashes(reactor: Any, into: List[object]) -> None:
+    """What Twisted logs as a failure (an exception that escaped a ``doRead``, a timed call)."""
+    from twisted.logger import globalLogPublisher
+
+    def observer(event: Dict[str, Any]) -> None:
+        if event.get("log_failure") is not None:
+            into.append(event)
+
+    globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]  # a plain callable
+    reactor._pollers_test_observer = observer  # removed by _dispose_reactor
+
+
+def _signal_module_claim(
+    call_from_loop: Callable[[Callable[[], None]], None],
+) -> Callable[[Any, int, Callable[[], None]], Callable[[], None]]:
+    """``claim_signal`` for a host that handles signals with ``signal.signal`` (twistd,
+    ``reactor.run()``, gevent's ``signal_handler``), its handler passing on to the loop."""
+
+    def claim(host: Any, sig: int, callback: Callable[[], None]) -> Callable[[], None]:
+        previous = signal.signal(sig, lambda signum, frame: call_from_loop(callback))
+
+        def give_back() -> None:
+            signal.signal(sig, previous)
+
+        return give_back
+
+    return claim
+
+
+def _twisted_claim_signal(
+    reactor: Any, sig: int, callback: Callable[[], None]
+) -> Callable[[], None]:
+    return _signal_module_claim(reactor.callFromThread)(reactor, sig, callback)
+
+
+def _twisted_wait_for_stop(reactor: Any, deferred: Any, callback: Callable[[], None]) -> None:
+    from twisted.internet.defer import ensureDeferred
+
+    async def waiter() -> None:
+        await deferred
+        callback()
+
+    ensureDeferred(waiter())
+
+
+def _deferred_called(deferred: Any) -> bool:
+    return bool(deferred.called)
+
+
+# -- gevent -----------------------------------------------------------------
+
+
+def _new_hub(kind: str) -> Callable[[], Any]:
+    """A fresh hub of this thread over a new loop of ``kind`` (``libev``, ``libuv``), as an
+    application gets from ``gevent.get_hub()`` with ``GEVENT_LOOP`` set."""
+
+    def make() -> Any:
+        from gevent._hub_local import set_hub
+        from gevent.hub import Hub
+
+        from pollers.gevent_poller import _loop_class
+
+        hub = Hub(loop=_loop_class(kind)(default=False))
+        set_hub(hub)
+        return hub
+
+    return make
+
+
+def _drive_gevent(hub: Any, until: Callable[[], bool], timeout: float) -> bool:
+    """As a gevent application does: its greenlet sleeps (``gevent.sleep``, on this hub)
+    while the hub runs the loop."""
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() >= deadline:
+            return False
+        with hub.loop.timer(POLL_INTERVAL) as timer:  # what gevent.sleep does, on this hub
+            hub.wait(timer)
+    return True
+
+
+def _gevent_watched(hub: Any) -> int:
+    """How many watchers of the hub's loop are active (io watchers, timers and the loop's
+    own): libev's count, or libuv's active handles (gevent keeps no count for it)."""
+    loop = hub.loop
+    if hasattr(loop, "debug"):  # libuv
+        return sum(1 for handle in loop.debug() if handle.active)
+    return int(loop.activecnt)
+
+
+def _dispose_hub(hub: Any) -> None:
+    if hub.loop is not None:
+        hub.destroy(destroy_loop=True)
+
+
+def _gevent_add_reader(
+    hub: Any, sock: socket.socket, callback: Callable[[], None]
+) -> Callable[[], None]:
+    watcher = hub.loop.io(sock.fileno(), 1)
+    watcher.start(callback)
+
+    def remove() -> None:
+        watcher.stop()
+        watcher.close()
+
+    return remove
+
+
+def _gevent_call_later(hub: Any, delay: float, callback: Callable[[], None]) -> object:
+    # A watcher must be closed before it is dropped: libuv's handle would otherwise be
+    # freed while still in the loop's list of handles.
+    watcher = hub.loop.timer(delay)
+
+    def fire() -> None:
+        try:
+            callback()
+        finally:
+            watcher.close()
+
+    watcher.start(fire)
+    return watcher
+
+
+def _gevent_call_soon(hub: Any, callback: Callable[[], None]) -> None:
+    hub.loop.run_callback(callback)
+
+
+def _gevent_record_crashes(hub: Any, into: List[object]) -> None:
+    """What reaches the hub's error handling (``Hub.handle_error``)."""
+
+    def handle_error(context: object, kind: Any, value: Any, tb: Any) -> None:
+        into.append((context, value))
+
+    hub.handle_error = handle_error
+
+
+def _gevent_claim_signal(hub: Any, sig: int, callback: Callable[[], None]) -> Callable[[], None]:
+    """``gevent.signal_handler``: a signal watcher of the hub's loop."""
+    watcher = hub.loop.signal(sig)
+    watcher.start(callback)
+
+    def give_back() -> None:
+        watcher.stop()
+        watcher.close()
+
+    return give_back
+
+
+def _gevent_wait_for_stop(hub: Any, event: Any, callback: Callable[[], None]) -> None:
+    from gevent import Greenlet
+
+    def waiter() -> None:
+        event.wait()
+        callback()
+
+    greenlet = Greenlet(waiter)
+    greenlet.parent = hub  # a greenlet of this hub, whether or not it is the thread's
+    hub.loop.run_callback(greenlet.switch)
+
+
+def _gevent_run_on_this_thread(poller: Any) -> None:
+    """Hand the host hub, not started yet, to this thread, as an application that makes its
+    hub in one thread and runs it in another would have made it there: the hub's parent
+    becomes this thread's main greenlet. The hub is destroyed here, in the thread that ran
+    it, after the poller is closed."""
+    from gevent import getcurrent
+    from gevent._hub_local import set_hub
+
+    hub = poller._hub  # the host the poller was attached to
+    if hub:  # started: bound to the thread that ran it
+        raise RuntimeError(f"{poller.name}: the host hub already runs on another thread")
+    hub.parent = getcurrent()
+    hub.thread_ident = threading.get_ident()
+    set_hub(hub)
+    try:
+        poller.run()
+    finally:
+        poller.close()
+        hub.destroy(destroy_loop=True)
+
+
+def _event_set(event: Any) -> bool:
+    return bool(event.is_set())
+
+
 #: Attached variant name -> how the tests make and drive its host.
 HOSTS: Dict[str, HostSpec] = {}
 for _kind, _make in (("asyncio", _new_asyncio_loop), ("uvloop", _new_uvloop_loop)):
@@ -249,6 +557,37 @@ for _kind, _make in (("asyncio", _new_asyncio_loop), ("uvloop", _new_uvloop_loop
         call_soon=_tornado_call_soon,
         record_crashes=_tornado_record_crashes,
         claim_signal=_tornado_claim_signal,
+    )
+
+for _kind in ("epoll", "poll", "select", "kqueue"):
+    HOSTS[f"twisted-{_kind}-attached"] = HostSpec(
+        make=_new_reactor(_kind),
+        drive=_drive_twisted,
+        watched=_twisted_watched,
+        dispose=_dispose_reactor,
+        add_reader=_twisted_add_reader,
+        call_later=_twisted_call_later,
+        call_soon=_twisted_call_soon,
+        record_crashes=_twisted_record_crashes,
+        claim_signal=_twisted_claim_signal,
+        notified=_deferred_called,
+        wait_for_stop=_twisted_wait_for_stop,
+    )
+
+for _kind in ("libev", "libuv"):
+    HOSTS[f"gevent-{_kind}-attached"] = HostSpec(
+        make=_new_hub(_kind),
+        drive=_drive_gevent,
+        watched=_gevent_watched,
+        dispose=_dispose_hub,
+        add_reader=_gevent_add_reader,
+        call_later=_gevent_call_later,
+        call_soon=_gevent_call_soon,
+        record_crashes=_gevent_record_crashes,
+        claim_signal=_gevent_claim_signal,
+        notified=_event_set,
+        wait_for_stop=_gevent_wait_for_stop,
+        run_on_this_thread=_gevent_run_on_this_thread,
     )
 
 #: Whether `HostSpec.watched` can count on this platform (uvloop's count reads /proc).

@@ -1,20 +1,23 @@
 """The applications in ``examples/``: each serves its host's own service and the echo
 server in one process, drains the echo server on a request, and goes on serving.
 
-Each example runs as a user would run it (``python examples/<name>.py``), in a
-subprocess, on ports it picks (``0``) and prints.
+Each example runs as a user would run it (``python examples/<name>.py``; the Twisted
+one with ``twistd -n -y examples/twisted_app.tac``), in a subprocess, on ports it picks
+(``0``) and prints.
 """
 
 from __future__ import annotations
 
 import http.client
+import importlib
 import queue
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Iterator, Tuple
+from typing import IO, Iterator, List, Optional, Tuple
 
 import pytest
 from echo_client import child_environment
@@ -26,13 +29,36 @@ BOUND = 20.0
 Address = Tuple[str, int]
 
 
+#: Example -> the library it needs (the distribution to install).
+_NEEDS = {"tornado_app": "tornado", "twisted_app": "twisted", "gevent_app": "gevent"}
+
+
 def _unavailable(example: str) -> str:
-    if example.startswith("tornado"):
+    library = _NEEDS.get(example)
+    if library is not None:
         try:
-            import tornado  # noqa: F401
+            importlib.import_module(library)
         except ImportError:
-            return "tornado is not installed; pip install tornado"
+            return f"{library} is not installed; pip install {library}"
+    if example == "twisted_app" and _twistd() is None:
+        return "no twistd command beside this Python or on PATH"
     return ""
+
+
+def _twistd() -> Optional[str]:
+    """The ``twistd`` command of this environment (beside its Python), else on PATH."""
+    beside = Path(sys.executable).parent / "twistd"
+    return str(beside) if beside.exists() else shutil.which("twistd")
+
+
+def _command(example: str) -> List[str]:
+    """How a user runs ``example``: twistd for the .tac file, Python for the others."""
+    if example == "twisted_app":
+        # --pidfile= : several runs of the suite at once must not share ./twistd.pid.
+        twistd = _twistd()
+        assert twistd is not None
+        return [twistd, "-n", "--pidfile=", "-y", str(EXAMPLES / "twisted_app.tac")]
+    return [sys.executable, str(EXAMPLES / f"{example}.py"), "--echo-port", "0", "--http-port", "0"]
 
 
 class Lines:
@@ -55,11 +81,18 @@ class Lines:
         except queue.Empty:
             raise AssertionError(f"no line from the example within {BOUND} s") from None
 
+    def wait_for(self, text: str) -> str:
+        """The next line that contains ``text``, skipping others (twistd's log lines)."""
+        while True:
+            line = self.next()
+            if text in line or line == "(the example ended)":
+                return line
+
 
 def _address(line: str, service: str) -> Address:
     prefix = f"{service} listening on "
-    assert line.startswith(prefix), line
-    host, port = line[len(prefix) :].rsplit(":", 1)
+    assert prefix in line, line
+    host, port = line.split(prefix, 1)[1].rsplit(":", 1)
     return host.strip("[]"), int(port)
 
 
@@ -86,7 +119,15 @@ def _recv_exactly(sock: socket.socket, count: int) -> bytes:
 Example = Tuple["subprocess.Popen[str]", Lines, Address, Address, str]
 
 
-@pytest.fixture(params=[("asyncio_app", "GET"), ("tornado_app", "POST")], ids=lambda p: p[0])
+@pytest.fixture(
+    params=[
+        ("asyncio_app", "GET"),
+        ("tornado_app", "POST"),
+        ("twisted_app", "POST"),
+        ("gevent_app", "POST"),
+    ],
+    ids=lambda p: p[0],
+)
 def example(
     request: pytest.FixtureRequest,
 ) -> Iterator[Example]:
@@ -95,15 +136,15 @@ def example(
     if reason:
         pytest.skip(f"{name}: {reason}")
     process = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / f"{name}.py"), "--echo-port", "0", "--http-port", "0"],
+        _command(name),
         stdout=subprocess.PIPE,
         text=True,
-        env=child_environment(),
+        env={**child_environment(), "ECHO_PORT": "0", "HTTP_PORT": "0"},
     )
     try:
         lines = Lines(process)
-        echo = _address(lines.next(), "echo")
-        web = _address(lines.next(), "http")
+        echo = _address(lines.wait_for("echo listening on "), "echo")
+        web = _address(lines.wait_for("http listening on "), "http")
         yield process, lines, echo, web, drain_method
     finally:
         process.terminate()
@@ -127,7 +168,9 @@ def test_both_services_at_once_then_the_echo_drains_and_the_host_serves_on(
         assert "the echo server is" in _request(web, drain_method, "/drain-echo")
         client.settimeout(BOUND)
         assert client.recv(100) == b""
-    assert lines.next() == "echo server drained and closed"
+    assert lines.wait_for("echo server drained and closed").endswith(
+        "echo server drained and closed"
+    )
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(echo, timeout=BOUND).close()
     # The host goes on serving on the same loop.

@@ -9,7 +9,6 @@ their own ``run()``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import socket
@@ -149,7 +148,7 @@ def test_run_refuses_while_the_host_runs_the_loop(attached: Attached) -> None:
 def test_stop_completes_when_stopped_and_leaves_the_host_running(attached: Attached) -> None:
     name, spec, host, poller = attached
     stopped = poller.when_stopped()
-    assert not stopped.done()
+    assert not spec.notified(stopped)
     ticks: List[int] = []
 
     def tick() -> None:
@@ -160,30 +159,25 @@ def test_stop_completes_when_stopped_and_leaves_the_host_running(attached: Attac
     spec.call_soon(host, poller.stop)
     spec.call_soon(host, tick)
     drive(name, host, lambda: len(ticks) == 5)  # the host went on past stop()
-    assert stopped.done() and stopped.result() is None
+    assert spec.notified(stopped)
 
 
-def test_when_stopped_is_awaitable_from_a_host_coroutine(attached: Attached) -> None:
-    name, _, host, poller = attached
+def test_when_stopped_wakes_a_waiter_of_the_hosts_own_kind(attached: Attached) -> None:
+    """An asyncio (or Tornado) coroutine awaiting the future, a Twisted coroutine awaiting
+    the Deferred, a greenlet waiting on the gevent Event."""
+    name, spec, host, poller = attached
     done: List[str] = []
-
-    async def waiter() -> None:
-        await poller.when_stopped()
-        done.append("stopped")
-
-    loop = getattr(host, "asyncio_loop", host)  # an IOLoop's asyncio loop, or the loop
-    if not isinstance(loop, asyncio.AbstractEventLoop):
-        pytest.skip(f"{name}: when_stopped() is not an asyncio future on this host")
-    loop.create_task(waiter())
+    spec.wait_for_stop(host, poller.when_stopped(), lambda: done.append("stopped"))
     poller.call_later(0.02, poller.stop)
     drive(name, host, lambda: bool(done))
 
 
 def test_close_completes_when_stopped(attached: Attached) -> None:
-    _, _, _, poller = attached
+    _, spec, _, poller = attached
     stopped = poller.when_stopped()
+    assert not spec.notified(stopped)
     poller.close()
-    assert stopped.done()
+    assert spec.notified(stopped)
 
 
 def test_no_signal_handler_unless_asked(attached: Attached) -> None:

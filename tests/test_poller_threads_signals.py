@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from typing import Callable, List
 
 import pytest
@@ -121,12 +122,23 @@ def test_stop_from_a_signal_handler(poller: Poller, sender: str) -> None:
     assert seen == ["usr1"]
 
 
+GEVENT_LIBEV_ATTACHED_SIGINT = (
+    "Linux gives a signal that another thread sends to that thread, so the hub's wait in "
+    "libev is not interrupted: "
+    "gevent's libev loop runs Python's signal handlers only when it wakes (its libuv loop "
+    "looks every 0.3 s), and an attached poller does not take signal.set_wakeup_fd, which "
+    "is the host's, to wake it"
+)
+
+
 @pytest.mark.parametrize("sender", ["timer", "thread"])
 def test_sigint_with_the_default_handler_raises_keyboard_interrupt_out_of_run(
-    poller: Poller, sender: str
+    poller: Poller, sender: str, request: pytest.FixtureRequest
 ) -> None:
     """Ctrl-C with no handler added: Python's default SIGINT handler raises
     KeyboardInterrupt wherever the loop runs Python code, and run() raises it."""
+    if poller.name == "gevent-libev-attached" and sender == "thread":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=GEVENT_LIBEV_ATTACHED_SIGINT))
     kill = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
     threads: List[threading.Thread] = []
     if sender == "timer":
@@ -136,9 +148,12 @@ def test_sigint_with_the_default_handler_raises_keyboard_interrupt_out_of_run(
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         net = SafetyNet(poller, WAKE_BOUND)
+        started = time.monotonic()
         with pytest.raises(KeyboardInterrupt):
             poller.run()  # returns normally (failing the test) only if the net stopped it
         net.cancel()
+        # Not raised only once the net's timer woke the loop (and Python code ran again).
+        assert time.monotonic() - started < WAKE_BOUND / 2, "the interrupt waited for the net"
     finally:
         signal.signal(signal.SIGINT, previous)
         for thread in threads:

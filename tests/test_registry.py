@@ -41,7 +41,11 @@ if KQUEUE_EMULATED:
 
 def test_only_the_select_variants_declare_a_descriptor_limit() -> None:
     """What the conformance and benchmark suites size their descriptor counts by."""
-    assert DESCRIPTOR_LIMITS == {"selectors-select": 1024, "twisted-select": 1024}
+    assert DESCRIPTOR_LIMITS == {
+        "selectors-select": 1024,
+        "twisted-select": 1024,
+        "twisted-select-attached": 1024,
+    }
 
 
 def test_every_variant_is_listed_in_a_stable_order() -> None:
