@@ -28,7 +28,7 @@ from ..suites.targets import PEERS, RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER
 from .stats import Estimate, median_ci, outliers, paired_ratio, unpaired_ratio
 
 KIND_ORDER = ("latency", "throughput", "bulk", "idle", "primitive")
-TARGET_ORDER = [*pollers.VARIANTS, *(peer.name for peer in PEERS)]
+TARGET_ORDER = [*pollers.VARIANTS, *pollers.ATTACHED_VARIANTS, *(peer.name for peer in PEERS)]
 NATIVE = "native"
 CPU_FIGURE = "server_cpu_us_per_msg"
 #: Sections of the report that are not ordinary cases (the case id's prefix).
@@ -42,6 +42,8 @@ def family(target: str) -> str:
     """
     if target in pollers.VARIANTS:
         return str(pollers.VARIANTS[target][0])
+    if target in pollers.ATTACHED_VARIANTS:
+        return str(pollers.ATTACHED_VARIANTS[target][0])
     if target.startswith("peer-"):
         word = target.split("-")[1] if "-" in target[5:] else target[5:]
         return "C" if word == "c" else word
