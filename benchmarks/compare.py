@@ -33,7 +33,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .reporting.render import regressions_status
 from .reporting.stats import Estimate, interval_text, median_ci, paired_ratio, verdict
-from .series import Member, run_once, split_harness_args
+from .series import (
+    Member,
+    add_threshold_options,
+    foreign_text,
+    run_held,
+    split_harness_args,
+    threshold_option,
+)
+from .suites.progress import Position, Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE, CPU = "round_trips_per_s", "server_cpu_us_per_msg"
@@ -106,6 +114,14 @@ def render(targets: Sequence[str], runs: Dict[Tuple[str, str], List[Dict[str, An
             lines.append(f"| `{target}` | {label} | {interval_text(median_ci(before))} | "
                          f"{interval_text(median_ci(after))} | {interval_text(ratio, 3, 'x')} | "
                          f"{reading} |")
+        lines.append(f"| `{target}` | foreign CPU of each round | "
+                     f"{', '.join(map(foreign_text, old))} | {', '.join(map(foreign_text, new))} "
+                     "| | |")
+    every = [run for own in runs.values() for run in own]
+    reruns = sum(len(run.get("discarded_windows") or []) for run in every)
+    unclean = sum(1 for run in every if run.get("clean_window") is False)
+    lines += ["", f"{reruns} window(s) discarded for foreign CPU and run again; "
+              f"{unclean} run(s) without a clean window."]
     return "\n".join(lines), regressions
 
 
@@ -127,7 +143,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "(default, the steadier on a shared machine) or round trips/s")
     parser.add_argument("--out", type=Path, help="append every run's JSON figures to this file")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per harness run")
+    add_threshold_options(parser)
     args = parser.parse_args(argv)
+    threshold = threshold_option(parser, args.foreign_threshold)
     if not 1 <= args.rounds <= 50:
         parser.error("--rounds must be between 1 and 50")
     if not 0 <= args.threshold < 1:
@@ -142,24 +160,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     python = args.server_python or sys.executable
     runs: Dict[Tuple[str, str], List[Dict[str, Any]]] = {
         (target, side): [] for target in targets for side in ("old", "new")}
+    progress = Progress(total=args.rounds * len(targets) * 2)
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     with Worktrees(commits) as trees:
         print(f"worktrees: {trees[0]} ({names[0]}), {trees[1]} ({names[1]})", file=sys.stderr)
         for number in range(1, args.rounds + 1):
             sides = [("old", trees[0]), ("new", trees[1])]
             if number % 2 == 0:
                 sides.reverse()
-            for target in targets:
-                for side, tree in sides:
+            for index, target in enumerate(targets):
+                for offset, (side, tree) in enumerate(sides, 1):
                     member = Member(f"{side}:{target}", target, tree, python)
+                    progress.begin()
+                    log(progress.line(Position(1, 1, number, args.rounds, 2 * index + offset,
+                                               2 * len(targets))))
                     try:
-                        figures = run_once(member, harness_args, args.timeout)
+                        figures = run_held(member, harness_args, args.timeout, threshold,
+                                           args.foreign_reruns, progress, log)
+                        progress.end()
                     except (RuntimeError, subprocess.TimeoutExpired) as exc:
                         print(f"comparison stopped in round {number}: {exc}", file=sys.stderr)
                         return 2
                     figures.update(round=number, revision=commits[0 if side == "old" else 1])
                     runs[(target, side)].append(figures)
-                    print(f"round {number} {side} {target}: {figures[RATE]:,.0f} rt/s "
-                          f"{figures[CPU]:.2f} us/msg", file=sys.stderr, flush=True)
+                    log(f"round {number} {side} {target}: {figures[RATE]:,.0f} rt/s "
+                        f"{figures[CPU]:.2f} us/msg, foreign CPU {foreign_text(figures)}")
                     if args.out is not None:
                         with args.out.open("a") as out:
                             out.write(json.dumps(figures) + "\n")
