@@ -1,7 +1,7 @@
 """Turn saved pytest-benchmark JSON into a report (Markdown and one HTML file), and compare runs.
 
     python -m benchmarks.report RUN.json [MORE.json ...] --out DIR [--note TEXT] \
-        [--machine-note TEXT]
+        [--machine-note TEXT] [--slim SLIM.json]
     python -m benchmarks.report RUN.json --compare OLD.json --threshold 0.05 --out DIR \
         [--compare-on headline|cpu]
 
@@ -27,6 +27,7 @@ paired); a regression is flagged only when the whole interval lies below
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -40,8 +41,10 @@ from .reporting.data import (
     NATIVE,
     Row,
     Run,
+    dump_slim,
     load,
     paired_speedup,
+    slim,
     unpaired_speedup,
 )
 from .reporting.render import (
@@ -613,19 +616,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--machine-note", action="append", default=[],
                         help="a sentence for the environment (repeatable): what else ran on "
                         "the machine during the run")
+    parser.add_argument("--slim", type=Path, metavar="OUT.json",
+                        help="also write the run cut down to what the report reads, with the "
+                        "notes (one input file only): the report of OUT.json is this report")
     args = parser.parse_args(argv)
     if not 0 <= args.threshold < 1:
         parser.error("--threshold is a fraction between 0 and 1")
     run = load(args.runs)
     if not run.rows:
         parser.exit(2, "no benchmark rows of this project's suites in the given file(s)\n")
+    notes = args.note or run.notes
+    machine_notes = args.machine_note or run.machine_notes
+    if args.slim is not None:
+        if len(args.runs) != 1:
+            parser.error("--slim takes one run")
+        data = json.loads(args.runs[0].read_text())
+        args.slim.write_text(dump_slim(slim(data, notes, machine_notes)))
     comparison: Optional[List[Block]] = None
     regressions: List[str] = []
     if args.compare:
         comparison, regressions = compare(run, load(args.compare), args.threshold,
                                           args.compare_on)
-    markdown, html, charts = write(run, args.out, comparison, args.note,
-                                   args.machine_note)
+    markdown, html, charts = write(run, args.out, comparison, notes, machine_notes)
     print(f"wrote {markdown} and {html} ({len(run.rows)} results, {charts} charts)")
     return regressions_status(regressions, args.threshold)
 

@@ -157,6 +157,9 @@ class Run:
     commits: List[str]
     rows: List[Row] = field(default_factory=list)
     settings: List[str] = field(default_factory=list)  # server settings, first seen first
+    #: The report's notes kept in the first file (`slim`): used when none are given.
+    notes: List[str] = field(default_factory=list)
+    machine_notes: List[str] = field(default_factory=list)
 
     def interpreters(self) -> List[str]:
         """Interpreters that ran Python servers, in first-seen order."""
@@ -262,6 +265,60 @@ def unpaired_speedup(row: Row, before: Row, figure: Optional[str] = None
 
 BASELINES = (RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER)
 
+#: The figures of an entry's ``extra_info`` that the report reads (`slim` keeps these).
+REPORT_FIGURES = (
+    "target", "interpreter", "case", "kind", "target_kind", "round", "rounds", "setting",
+    "description", "server_args", "cheap", "load_connections", "load_size", "load_idle",
+    "round_trips_per_s", "mb_per_s", "latency_p50_us", "latency_p99_us",
+    "server_cpu_us_per_msg", "client_bound", "rss_kib_per_connection", "load_average_1min",
+    "foreign_cpu_pct", "foreign_threshold_pct", "discarded_windows", "clean_window",
+    "instructions_per_msg", "instructions_note", "syscalls_per_msg", "syscalls_by_name",
+    "syscalls_note", "count_connections", "count_ready", "count_size", "count_messages",
+    "count_scheduling",
+)
+#: pytest-benchmark's statistics of an in-process primitive that the report reads.
+PRIMITIVE_STATS = ("mean", "median", "min", "stddev", "iqr", "q1", "q3", "rounds", "iterations")
+#: Where a saved run keeps the report's notes (``--note``, ``--machine-note``), so that the
+#: report rebuilt from the file alone is the same report.
+NOTES_KEY = "pollers_report"
+
+
+def slim(data: Dict[str, Any], notes: Sequence[str] = (),
+         machine_notes: Sequence[str] = ()) -> Dict[str, Any]:
+    """A saved run cut down to what the report reads, with the report's notes.
+
+    Each entry keeps its group, name and the `REPORT_FIGURES` of its ``extra_info``;
+    an in-process primitive also keeps the `PRIMITIVE_STATS` of pytest-benchmark's
+    statistics. Dropped: pytest-benchmark's per-entry copies (``params``, ``options``,
+    ``fullname``, ``param``), every raw timing (``stats["data"]``), and an echo run's
+    statistics (the wall time of the whole run, not a figure). The report of the slim
+    file is the report of the full one, byte for byte.
+    """
+    entries = []
+    for benchmark in data.get("benchmarks", []):
+        extra = benchmark.get("extra_info") or {}
+        entry: Dict[str, Any] = {"group": benchmark.get("group"), "name": benchmark.get("name"),
+                                 "extra_info": {key: extra[key] for key in REPORT_FIGURES
+                                                if key in extra}}
+        if extra.get("kind") == "primitive":
+            stats = benchmark.get("stats") or {}
+            entry["stats"] = {key: stats[key] for key in PRIMITIVE_STATS if key in stats}
+        entries.append(entry)
+    machine = dict(data.get("machine_info") or {})
+    if notes or machine_notes:
+        machine[NOTES_KEY] = {"notes": list(notes), "machine_notes": list(machine_notes)}
+    return {"machine_info": machine, "commit_info": data.get("commit_info") or {},
+            "datetime": data.get("datetime"), "version": data.get("version"),
+            "benchmarks": entries}
+
+
+def dump_slim(data: Dict[str, Any]) -> str:
+    """`slim`'s result as JSON text with one benchmark entry per line (reviewable diffs)."""
+    head = {key: value for key, value in data.items() if key != "benchmarks"}
+    lines = [json.dumps(entry) for entry in data["benchmarks"]]
+    return (json.dumps(head, indent=1)[:-2] + ',\n "benchmarks": [\n'
+            + ",\n".join(lines) + "\n]}\n")
+
 
 def _figures_from(benchmark: Dict[str, Any], pytest_python: str) -> Optional[Dict[str, Any]]:
     extra = dict(benchmark.get("extra_info") or {})
@@ -296,6 +353,9 @@ def load(paths: Sequence[Path]) -> Run:
         machine = data.get("machine_info") or {}
         if not run.machine:
             run.machine = machine
+            stored = machine.get(NOTES_KEY) or {}
+            run.notes = list(stored.get("notes", []))
+            run.machine_notes = list(stored.get("machine_notes", []))
         else:  # merge the server interpreters of several runs
             extra = machine.get("pollers_bench", {}).get("server_interpreters", [])
             bench = run.machine.setdefault("pollers_bench", {})

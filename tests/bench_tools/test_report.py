@@ -140,3 +140,31 @@ def test_the_environment_says_how_loaded_the_machine_was(tmp_path: Path) -> None
             "runs") in environment
     assert "| machine during the run | shared with three test suites |" in environment
     assert "shared with three test suites" in (out / "report.html").read_text()
+
+
+def test_the_example_report_is_rebuilt_byte_for_byte_from_its_slim_json(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed report is what `benchmarks.report` makes of the committed bench.json
+    alone (its notes are kept in it), so the example cannot drift from its data."""
+    folder = EXAMPLE.parent
+    monkeypatch.chdir(folder.parents[1])  # the report names its source as given
+    assert main([str(EXAMPLE.relative_to(folder.parents[1])), "--out", str(tmp_path)]) == 0
+    made = sorted(path.name for path in tmp_path.iterdir())
+    committed = sorted(path.name for path in folder.iterdir() if path.name != "bench.json")
+    assert made == committed
+    for name in made:
+        assert (tmp_path / name).read_bytes() == (folder / name).read_bytes(), name
+
+
+def test_the_slim_json_keeps_the_report_and_drops_the_copies(tmp_path: Path) -> None:
+    from benchmarks.reporting.data import NOTES_KEY
+
+    data = json.loads(EXAMPLE.read_text())
+    assert NOTES_KEY in data["machine_info"]
+    for entry in data["benchmarks"]:
+        assert set(entry) <= {"group", "name", "extra_info", "stats"}
+        assert "data" not in entry.get("stats", {})
+    assert EXAMPLE.stat().st_size < 1_000_000
+    again = tmp_path / "again.json"
+    assert main([str(EXAMPLE), "--out", str(tmp_path / "a"), "--slim", str(again)]) == 0
+    assert json.loads(again.read_text()) == data  # slimming is idempotent
