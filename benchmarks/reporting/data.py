@@ -120,6 +120,20 @@ class Row:
         values = self.values(CPU_FIGURE)
         return statistics.median(values) if values else None
 
+    def unclean_rounds(self) -> List[int]:
+        """The rounds that got no clean window (foreign CPU over the threshold every time)."""
+        return [int(figures.get("round", 1)) for figures in self.rounds
+                if figures.get("clean_window") is False]
+
+    @property
+    def reruns(self) -> int:
+        """Windows of this row discarded for their foreign CPU and run again."""
+        return sum(len(figures.get("discarded_windows") or []) for figures in self.rounds)
+
+    @property
+    def foreign_recorded(self) -> bool:
+        return any(figures.get("foreign_cpu_pct") is not None for figures in self.rounds)
+
     @property
     def client_bound_rounds(self) -> int:
         return sum(1 for figures in self.rounds if figures.get("client_bound"))
@@ -157,9 +171,20 @@ class Run:
     commits: List[str]
     rows: List[Row] = field(default_factory=list)
     settings: List[str] = field(default_factory=list)  # server settings, first seen first
+    #: The deterministic costs per target (`benchmarks.suites.test_bench_costs`): one
+    #: ``extra_info`` per target and interpreter, a later file's replacing an earlier one.
+    costs: List[Dict[str, Any]] = field(default_factory=list)
     #: The report's notes kept in the first file (`slim`): used when none are given.
     notes: List[str] = field(default_factory=list)
     machine_notes: List[str] = field(default_factory=list)
+
+    def cost(self, target: str, interpreter: str) -> Optional[Dict[str, Any]]:
+        """The costs of ``target`` under ``interpreter`` (the native one's under any)."""
+        for figures in self.costs:
+            if figures.get("target") == target and (
+                    figures.get("interpreter") in (interpreter, NATIVE)):
+                return figures
+        return None
 
     def interpreters(self) -> List[str]:
         """Interpreters that ran Python servers, in first-seen order."""
@@ -369,6 +394,12 @@ def load(paths: Sequence[Path]) -> Run:
         pytest_python = (f"{machine.get('python_implementation', '?')} "
                          f"{machine.get('python_version', '?')}")
         for benchmark in data["benchmarks"]:
+            extra = benchmark.get("extra_info") or {}
+            if extra.get("kind") == "costs":
+                key = (extra.get("target"), extra.get("interpreter"))
+                run.costs = [c for c in run.costs if (c.get("target"), c.get("interpreter"))
+                             != key] + [dict(extra)]
+                continue
             figures = _figures_from(benchmark, pytest_python)
             if figures is None:
                 continue

@@ -32,6 +32,9 @@ Options (each also read from an environment variable, for tox and CI):
   window (the foreign figure is still recorded).
 - ``--bench-foreign-reruns N`` (``BENCH_FOREIGN_RERUNS``, default 3): at most N reruns of
   one window; a run that got no clean window is recorded as such (``clean_window``).
+- ``--bench-costs all|families|none`` (``BENCH_COSTS``): the targets whose instructions
+  and system calls per message `test_bench_costs` counts (default ``all``; ``families``
+  in the cheap mode: one variant per family and two peers).
 - ``--bench-lock PATH`` (``BENCH_LOCK``): hold an exclusive ``flock`` on PATH while the
   rounds of each echo case run, releasing it between cases, so that benchmark runs of
   several people on one machine take turns case by case rather than overlap.
@@ -106,6 +109,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-foreign-threshold", default=None,
                     help=f"discard a window whose foreign CPU passes this % of one core, or "
                     f"'none' (env BENCH_FOREIGN_THRESHOLD, default {FOREIGN_THRESHOLD_PCT:g})")
+    group.addoption("--bench-costs", choices=("all", "families", "none"), default=None,
+                    help="targets whose costs per message are counted (env BENCH_COSTS; "
+                    "default all, families in the cheap mode)")
     group.addoption("--bench-foreign-reruns", type=int, default=None,
                     help=f"reruns of a discarded window at most (env BENCH_FOREIGN_RERUNS, "
                     f"default {FOREIGN_RERUNS})")
@@ -138,6 +144,7 @@ class BenchSettings:
     lock: Optional[str]
     foreign_threshold: Optional[float] = FOREIGN_THRESHOLD_PCT
     foreign_reruns: int = FOREIGN_RERUNS
+    costs: str = "all"
 
     @property
     def cheap(self) -> bool:
@@ -195,6 +202,10 @@ def settings(config: pytest.Config) -> BenchSettings:
         reruns = int(os.environ.get("BENCH_FOREIGN_RERUNS", str(FOREIGN_RERUNS)))
     if not 0 <= reruns <= 20:
         raise pytest.UsageError(f"--bench-foreign-reruns {reruns}: give 0 to 20")
+    costs = config.getoption("--bench-costs") or os.environ.get("BENCH_COSTS", "") or (
+        "families" if duration < CHEAP_DURATION else "all")
+    if costs not in ("all", "families", "none"):
+        raise pytest.UsageError(f"BENCH_COSTS={costs!r}: give all, families or none")
     result = BenchSettings(
         duration=duration, warmup=warmup, pythons=[p.strip() for p in pythons],
         target_patterns=[p.strip() for p in patterns.split(",") if p.strip()],
@@ -208,6 +219,7 @@ def settings(config: pytest.Config) -> BenchSettings:
         lock=config.getoption("--bench-lock") or os.environ.get("BENCH_LOCK") or None,
         foreign_threshold=threshold,
         foreign_reruns=reruns,
+        costs=costs,
     )
     if result.realtime:
         reason = realtime_unavailable_reason()

@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -111,8 +112,13 @@ class CountError(RuntimeError):
 # -- the lockstep client -------------------------------------------------------------
 
 
-def drive(host: str, port: int, spec: CountSpec, batches: int) -> None:
-    """Connect, run ``batches`` lockstep batches, close; CountError on a wrong echo."""
+def drive(host: str, port: int, spec: CountSpec, batches: int, server_pid: int = 0) -> None:
+    """Connect, run ``batches`` lockstep batches, close; CountError on a wrong echo.
+
+    The end is lockstep too: every connection is half-closed, the server's close of each
+    is awaited, then this client sends the server (``server_pid``) SIGTERM itself, so the
+    server's shutdown begins at the same point of its work in every run.
+    """
     conns = [socket.create_connection((host, port), timeout=RUN_TIMEOUT)
              for _ in range(spec.connections)]
     message = bytes(range(256)) * (spec.size // 256) + bytes(spec.size % 256)
@@ -131,15 +137,23 @@ def drive(host: str, port: int, spec: CountSpec, batches: int) -> None:
                     got += chunk
                 if got != message:
                     raise CountError("an echo differs from the message sent")
+        for conn in conns:
+            conn.shutdown(socket.SHUT_WR)
+        for conn in conns:
+            while conn.recv(4096):
+                raise CountError("the server sent bytes after the last echo")
+        if server_pid:
+            os.kill(server_pid, signal.SIGTERM)
     finally:
         for conn in conns:
             conn.close()
 
 
 def client_main(argv: Optional[Sequence[str]] = None) -> int:
-    """``python -m benchmarks.suites.counting HOST PORT CONNECTIONS READY SIZE BATCHES``."""
-    host, port, connections, ready, size, batches = (argv or sys.argv[1:])[:6]
-    drive(host, int(port), CountSpec(int(connections), int(ready), int(size)), int(batches))
+    """``python -m benchmarks.suites.counting HOST PORT CONNECTIONS READY SIZE BATCHES PID``."""
+    host, port, connections, ready, size, batches, pid = (argv or sys.argv[1:])[:7]
+    drive(host, int(port), CountSpec(int(connections), int(ready), int(size)), int(batches),
+          int(pid))
     return 0
 
 
@@ -190,19 +204,18 @@ def run_tool(prefix: List[str], command: List[str], target: Target, spec: CountS
                 errors.seek(0)
                 raise CountError(f"no banner from {' '.join(command)} (exit {server.poll()}):"
                                  f"\n{errors.read()[-1500:]}")
+            # The server itself: strace, given SIGTERM, would detach and leave it running.
+            children = psutil.Process(server.pid).children() if prefix[0] == "strace" else []
+            pid = children[0].pid if children else server.pid
             client = subprocess.run(
                 [sys.executable, "-m", "benchmarks.suites.counting", match.group(1),
                  match.group(2), str(spec.connections), str(spec.ready), str(spec.size),
-                 str(batches)],
+                 str(batches), str(pid)],
                 cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=RUN_TIMEOUT,
                 preexec_fn=_pin(cpus, fifo=fifo), check=False)
             if client.returncode != 0:
                 raise CountError(f"the lockstep client failed: {client.stderr[-1500:]}")
-            # To the server itself: strace, given SIGTERM, would detach and leave it running.
-            children = psutil.Process(server.pid).children() if prefix[0] == "strace" else []
-            for process in children or [psutil.Process(server.pid)]:
-                process.send_signal(signal.SIGTERM)
-            status = server.wait(RUN_TIMEOUT)
+            status = _wait_for_exit(server, pid)  # the client sent the server SIGTERM
             errors.seek(0)
             log = errors.read()
             if status != 0:
@@ -215,24 +228,61 @@ def run_tool(prefix: List[str], command: List[str], target: Target, spec: CountS
                 server.wait(30)
 
 
+#: How long a server may take to exit after the client's SIGTERM before it gets another.
+#: A signal that lands between a C loop's last check and its next wait is not seen
+#: until something wakes the loop; the server is idle then, so a second signal makes the
+#: same shutdown.
+RESIGNAL_AFTER = 5.0
+
+
+def _wait_for_exit(server: subprocess.Popen[str], pid: int) -> int:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while True:
+        try:
+            return server.wait(RESIGNAL_AFTER)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                raise CountError("the server did not exit after SIGTERM") from None
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 # -- the two tools -------------------------------------------------------------------
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def count_instructions(command: List[str], target: Target, spec: CountSpec, cpus: CpuSet,
-                       pypy: bool = False) -> float:
+def _both(run: Callable[[int, CpuSet], Any], cpus: Sequence[CpuSet]) -> List[Any]:
+    """``run(batches, cpus)`` for the short and the long run, side by side when there are
+    two CPU sets (each run's server and client share one CPU, so they do not meet)."""
+    sizes = [BASE_BATCHES, 0]
+    if len(cpus) < 2:
+        return [run(BASE_BATCHES, cpus[0]), run(-1, cpus[0])]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(run, BASE_BATCHES if size else -1, cpu)
+                   for size, cpu in zip(sizes, cpus)]
+        return [future.result() for future in futures]
+
+
+def count_instructions(command: List[str], target: Target, spec: CountSpec,
+                       cpus: Sequence[CpuSet], pypy: bool = False) -> float:
     """User-space instructions per message of the server (callgrind, two runs)."""
-    totals = []
     with tempfile.TemporaryDirectory() as scratch:
-        for batches in (BASE_BATCHES, BASE_BATCHES + spec.batches):
-            prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out",
+
+        def one(batches: int, cpu: CpuSet) -> int:
+            batches = batches if batches > 0 else BASE_BATCHES + spec.batches
+            prefix = ["valgrind", "--tool=callgrind",
+                      f"--callgrind-out-file={scratch}/out-{batches}",
                       *(["--smc-check=all"] if pypy else [])]
-            log = run_tool(prefix, command, target, spec, batches, cpus)
+            log = run_tool(prefix, command, target, spec, batches, cpu)
             found = _COLLECTED.search(log)
             if found is None:
                 raise CountError(f"callgrind gave no count:\n{log[-1500:]}")
-            totals.append(int(found.group(1)))
+            return int(found.group(1))
+
+        totals = _both(one, cpus)
     return (totals[1] - totals[0]) / spec.messages
 
 
@@ -252,16 +302,19 @@ def parse_strace_summary(text: str) -> Dict[str, int]:
 
 
 def count_syscalls(command: List[str], target: Target, spec: CountSpec,
-                   cpus: CpuSet) -> Dict[str, float]:
+                   cpus: Sequence[CpuSet]) -> Dict[str, float]:
     """System calls per message of the server, by name (``strace -f -c``, two runs);
     names whose count does not change with the messages are left out."""
-    tables = []
     with tempfile.TemporaryDirectory() as scratch:
-        for batches in (BASE_BATCHES, BASE_BATCHES + spec.batches):
+
+        def one(batches: int, cpu: CpuSet) -> Dict[str, int]:
+            batches = batches if batches > 0 else BASE_BATCHES + spec.batches
             out = f"{scratch}/strace-{batches}"
-            run_tool(["strace", "-f", "-c", "-o", out], command, target, spec, batches, cpus)
+            run_tool(["strace", "-f", "-c", "-o", out], command, target, spec, batches, cpu)
             with open(out) as summary:
-                tables.append(parse_strace_summary(summary.read()))
+                return parse_strace_summary(summary.read())
+
+        tables = _both(one, cpus)
     names = sorted(set(tables[0]) | set(tables[1]))
     per_message = {name: (tables[1].get(name, 0) - tables[0].get(name, 0)) / spec.messages
                    for name in names}
@@ -280,8 +333,11 @@ def unavailable(tool: str) -> Optional[str]:
 
 def measure(target: Target, python: str, spec: CountSpec,
             tools: Sequence[str] = ("callgrind", "strace"),
-            cpus: Optional[CpuSet] = None) -> Costs:
+            cpus: Optional[Sequence[CpuSet]] = None) -> Costs:
     """Both counts of ``target`` under ``python`` (a tool not in ``tools`` is skipped).
+
+    ``cpus``: one CPU set per run of a tool (the short and the long one run side by
+    side on two); default the suites' server and client CPUs.
 
     Raises CountError if the server or the client fails; a tool that cannot run here,
     or valgrind failing on a JIT interpreter, is a note in the result instead."""
@@ -290,7 +346,7 @@ def measure(target: Target, python: str, spec: CountSpec,
     if reason is not None:
         raise CountError(reason)
     if cpus is None:
-        cpus = default_cpus()[0]
+        cpus = [cpu for cpu in default_cpus() if cpu is not None] or [None]
     command = target.command(python)
     costs = Costs(result_name(target), "native" if target.native else interpreter.label, spec,
                   scheduling=_scheduling())
@@ -333,7 +389,7 @@ def syscalls_text(by_name: Dict[str, float], limit: int = 6) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:  # the client's entry point
     parser = argparse.ArgumentParser(prog="python -m benchmarks.suites.counting",
                                      description="the lockstep client of a count")
-    parser.add_argument("args", nargs=6)
+    parser.add_argument("args", nargs=7)
     return client_main(parser.parse_args(argv).args)
 
 
