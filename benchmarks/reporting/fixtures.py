@@ -33,14 +33,42 @@ def echo_entry(target: str, round_number: int, rate: float, cpu: float,
     }
 
 
+def costs_entry(target: str, instructions: Optional[float], syscalls: Mapping[str, float],
+                interpreter: str = "CPython 3.11.7") -> Dict[str, Any]:
+    """The deterministic costs of one target, as `test_bench_costs` records them."""
+    return {
+        "group": "costs: 1 KiB x 64 connections, 47 ready per poll",
+        "name": f"test_costs[{target}]",
+        "extra_info": {
+            "kind": "costs", "target": target, "interpreter": interpreter,
+            "target_kind": "peer" if target.startswith("peer-") else "variant",
+            "instructions_per_msg": instructions,
+            "instructions_note": "" if instructions is not None else "valgrind cannot run it",
+            "syscalls_per_msg": round(sum(syscalls.values()), 3),
+            "syscalls_by_name": dict(syscalls), "syscalls_note": "",
+            "count_connections": 64, "count_ready": 47, "count_size": 1024,
+            "count_messages": 9400, "count_scheduling": "client SCHED_FIFO",
+        },
+    }
+
+
 def write_run(path: Path, rates: Mapping[str, Sequence[float]], cpu: float = 5.0,
-              machine: Optional[Mapping[str, Any]] = None) -> Path:
-    """A run with ``rates[target]`` round trips/s in rounds 1, 2, ...; CPU scaled alike."""
+              machine: Optional[Mapping[str, Any]] = None,
+              foreign: Optional[Mapping[str, Sequence[Dict[str, Any]]]] = None,
+              costs: Sequence[Dict[str, Any]] = ()) -> Path:
+    """A run with ``rates[target]`` round trips/s in rounds 1, 2, ...; CPU scaled alike.
+
+    ``foreign[target]``: per round, figures to add (``foreign_cpu_pct``,
+    ``discarded_windows``, ``clean_window``...); ``costs``: `costs_entry` results.
+    """
     entries: List[Dict[str, Any]] = []
     for target, values in rates.items():
         for number, rate in enumerate(values, start=1):
-            entries.append(echo_entry(target, number, rate, cpu * 100_000 / rate,
-                                      rounds=len(values)))
+            entry = echo_entry(target, number, rate, cpu * 100_000 / rate, rounds=len(values))
+            if foreign and target in foreign:
+                entry["extra_info"].update(foreign[target][number - 1])
+            entries.append(entry)
+    entries.extend(costs)
     data = {"machine_info": {"node": "test", "pollers_bench": {
         "duration_s": 2.0, "warmup_s": 0.5, "rounds": max(map(len, rates.values())),
         "cheap": False, **dict(machine or {})}}, "commit_info": {},

@@ -168,3 +168,72 @@ def test_the_slim_json_keeps_the_report_and_drops_the_copies(tmp_path: Path) -> 
     again = tmp_path / "again.json"
     assert main([str(EXAMPLE), "--out", str(tmp_path / "a"), "--slim", str(again)]) == 0
     assert json.loads(again.read_text()) == data  # slimming is idempotent
+
+
+def _foreign_and_costs_run(path: Path) -> Path:
+    clean = {"foreign_cpu_pct": 1.5, "foreign_threshold_pct": 5.0, "discarded_windows": [],
+             "clean_window": True}
+    rerun = {**clean, "foreign_cpu_pct": 3.0,
+             "discarded_windows": [{"foreign_cpu_pct": 88.0, "round_trips_per_s": 5.0e4}]}
+    unclean = {**clean, "foreign_cpu_pct": 97.5, "clean_window": False,
+               "discarded_windows": [{"foreign_cpu_pct": 99.0}] * 3}
+    from benchmarks.reporting.fixtures import costs_entry
+
+    return write_run(
+        path, {"selectors-epoll": [1.0e5, 1.1e5, 0.9e5], "peer-c-epoll": [2.0e5, 2.1e5, 1.9e5]},
+        machine={"foreign_threshold_pct": 5.0, "foreign_reruns": 3},
+        foreign={"selectors-epoll": [clean, rerun, unclean], "peer-c-epoll": [clean] * 3},
+        costs=[costs_entry("selectors-epoll", 6553.0, {"recvfrom": 1.0, "sendto": 1.0,
+                                                       "epoll_wait": 0.021}),
+               costs_entry("peer-c-epoll", 93.0, {"recvfrom": 1.0, "sendto": 1.0,
+                                                  "epoll_wait": 0.021}),
+               costs_entry("peer-asyncio-protocol", 14617.0, {
+                   "mmap": 1.0, "mremap": 1.0, "munmap": 1.0, "recvfrom": 1.0, "sendto": 1.0,
+                   "epoll_wait": 0.021})])
+
+
+def test_the_report_shows_foreign_cpu_reruns_and_unclean_runs(tmp_path: Path) -> None:
+    run = _foreign_and_costs_run(tmp_path / "run.json")
+    assert main([str(run), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "4 windows discarded and run again, 1 run without a clean window" in summary
+    cases = text.split("## Cases", 1)[1]
+    row = next(line for line in cases.splitlines() if line.startswith("| `selectors-epoll` |"))
+    assert "3.0 (4) **no clean window: r3**" in row  # median of 1.5, 3.0, 97.5; 1 + 3 reruns
+    chart = (tmp_path / "r" / "chart-throughput-1-kib-x-64-connections.svg").read_text()
+    root = ElementTree.fromstring(chart)
+    marks = root.findall(f".//{SVG}path[@class='foreign']")
+    assert len(marks) == 2  # round 3 of selectors-epoll, in both panels
+    assert all("foreign CPU 97.5%" in mark.findtext(f"{SVG}title", "") for mark in marks)
+
+
+def test_the_report_tables_and_charts_the_costs_per_message(tmp_path: Path) -> None:
+    run = _foreign_and_costs_run(tmp_path / "run.json")
+    assert main([str(run), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    section = text.split("## Deterministic costs per message", 1)[1].split("\n## ", 1)[0]
+    assert "| `peer-asyncio-protocol` | CPython 3.11.7 | asyncio | 14,617 | 5.021 |" in section
+    assert "`mmap` 1.000, `mremap` 1.000, `munmap` 1.000" in section
+    cases = text.split("## Cases", 1)[1]
+    row = next(line for line in cases.splitlines() if line.startswith("| `peer-c-epoll` |"))
+    assert row.endswith("| 1.5 | 93 | 2.021 |")
+    malloc_pointer = "`peer-asyncio-protocol` makes 5.021 system calls per message"
+    assert malloc_pointer not in text  # no malloc section in this run: nothing to point from
+    svg = ElementTree.fromstring((tmp_path / "r" / "chart-costs.svg").read_text())
+    bars = svg.findall(f".//{SVG}rect[@class='bar']")
+    assert len(bars) == 6
+    titles = [bar.findtext(f"{SVG}title", "") for bar in bars]
+    assert "peer-c-epoll (CPython 3.11.7): 93 instructions per message" in titles
+    assert any(t.startswith("peer-asyncio-protocol (CPython 3.11.7): 5.021 system calls (mmap")
+               for t in titles)
+
+
+def test_a_run_without_the_new_figures_says_not_recorded(tmp_path: Path) -> None:
+    assert main([str(EXAMPLE), "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "Foreign CPU (other work on the machine during each window): not recorded" in text
+    section = text.split("## Deterministic costs per message", 1)[1].split("\n## ", 1)[0]
+    assert "Not recorded in this run" in section
+    row = next(line for line in text.splitlines() if line.startswith("| `peer-c-epoll` |"))
+    assert row.endswith("| not recorded | not recorded | not recorded |")
