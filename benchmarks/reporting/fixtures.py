@@ -75,3 +75,24 @@ def write_run(path: Path, rates: Mapping[str, Sequence[float]], cpu: float = 5.0
         "datetime": "2026-12-01T00:00:00", "benchmarks": entries}
     path.write_text(json.dumps(data))
     return path
+
+
+def foreign_and_costs_run(path: Path) -> Path:
+    """Two targets whose rounds had clean, rerun and unclean windows, and three costs."""
+    clean = {"foreign_cpu_pct": 1.5, "foreign_threshold_pct": 5.0, "discarded_windows": [],
+             "clean_window": True}
+    rerun = {**clean, "foreign_cpu_pct": 3.0,
+             "discarded_windows": [{"foreign_cpu_pct": 88.0, "round_trips_per_s": 5.0e4}]}
+    unclean = {**clean, "foreign_cpu_pct": 97.5, "clean_window": False,
+               "discarded_windows": [{"foreign_cpu_pct": 99.0}] * 3}
+    return write_run(
+        path, {"selectors-epoll": [1.0e5, 1.1e5, 0.9e5], "peer-c-epoll": [2.0e5, 2.1e5, 1.9e5]},
+        machine={"foreign_threshold_pct": 5.0, "foreign_reruns": 3},
+        foreign={"selectors-epoll": [clean, rerun, unclean], "peer-c-epoll": [clean] * 3},
+        costs=[costs_entry("selectors-epoll", 6553.0, {"recvfrom": 1.0, "sendto": 1.0,
+                                                       "epoll_wait": 0.021}),
+               costs_entry("peer-c-epoll", 93.0, {"recvfrom": 1.0, "sendto": 1.0,
+                                                  "epoll_wait": 0.021}),
+               costs_entry("peer-asyncio-protocol", 14617.0, {
+                   "mmap": 1.0, "mremap": 1.0, "munmap": 1.0, "recvfrom": 1.0, "sendto": 1.0,
+                   "epoll_wait": 0.021})])

@@ -282,7 +282,7 @@ def count_instructions(command: List[str], target: Target, spec: CountSpec,
                 raise CountError(f"callgrind gave no count:\n{log[-1500:]}")
             return int(found.group(1))
 
-        totals = _both(one, cpus)
+        totals: List[int] = _both(one, cpus)
     return (totals[1] - totals[0]) / spec.messages
 
 
@@ -314,7 +314,7 @@ def count_syscalls(command: List[str], target: Target, spec: CountSpec,
             with open(out) as summary:
                 return parse_strace_summary(summary.read())
 
-        tables = _both(one, cpus)
+        tables: List[Dict[str, int]] = _both(one, cpus)
     names = sorted(set(tables[0]) | set(tables[1]))
     per_message = {name: (tables[1].get(name, 0) - tables[0].get(name, 0)) / spec.messages
                    for name in names}

@@ -179,6 +179,7 @@ class EchoResult:
 
 # -- the machine's other work during a window ---------------------------------------
 
+
 def system_busy_seconds() -> float:
     """CPU time the whole machine has spent busy since boot (every CPU, psutil).
 
@@ -187,7 +188,7 @@ def system_busy_seconds() -> float:
     ticks (10 ms per CPU), which bounds the resolution of `foreign_cpu_percent`.
     """
     times = psutil.cpu_times()
-    total = sum(times)
+    total = float(sum(times))
     for name in ("idle", "iowait", "guest", "guest_nice"):
         total -= getattr(times, name, 0.0)
     return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from typing import Any, Dict
 
 import pytest
 
@@ -51,15 +52,16 @@ def test_strace_summary_is_read_by_name() -> None:
 
 
 def test_compare_calls_a_one_percent_or_any_syscall_change_beyond_doubt() -> None:
-    old = {"instructions_per_msg": 10_000.0, "syscalls_per_msg": 2.021,
-           "syscalls_by_name": {"recvfrom": 1.0, "sendto": 1.0, "epoll_wait": 0.021}}
+    by_name = {"recvfrom": 1.0, "sendto": 1.0, "epoll_wait": 0.021}
+    old: Dict[str, Any] = {"instructions_per_msg": 10_000.0, "syscalls_per_msg": 2.021,
+                           "syscalls_by_name": by_name}
     assert costs_verdict(old, {**old, "instructions_per_msg": 10_090.0}) == ([], [])
     found, worse = costs_verdict(old, {**old, "instructions_per_msg": 10_150.0})
     assert len(found) == len(worse) == 1 and "+1.5%" in found[0]
     faster, worse = costs_verdict(old, {**old, "instructions_per_msg": 9_800.0})
     assert len(faster) == 1 and worse == []
     more_calls = {**old, "syscalls_per_msg": 3.021,
-                  "syscalls_by_name": {**old["syscalls_by_name"], "mmap": 1.0}}
+                  "syscalls_by_name": {**by_name, "mmap": 1.0}}
     found, worse = costs_verdict(old, more_calls)
     assert len(found) == len(worse) == 1 and "mmap 0.000 -> 1.000" in found[0]
     assert costs_verdict(None, old) == ([], [])

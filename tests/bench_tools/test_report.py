@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.report import main
 from benchmarks.reporting.data import load, paired_speedup
-from benchmarks.reporting.fixtures import EXAMPLE, write_run
+from benchmarks.reporting.fixtures import EXAMPLE, foreign_and_costs_run, write_run
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -170,30 +170,8 @@ def test_the_slim_json_keeps_the_report_and_drops_the_copies(tmp_path: Path) -> 
     assert json.loads(again.read_text()) == data  # slimming is idempotent
 
 
-def _foreign_and_costs_run(path: Path) -> Path:
-    clean = {"foreign_cpu_pct": 1.5, "foreign_threshold_pct": 5.0, "discarded_windows": [],
-             "clean_window": True}
-    rerun = {**clean, "foreign_cpu_pct": 3.0,
-             "discarded_windows": [{"foreign_cpu_pct": 88.0, "round_trips_per_s": 5.0e4}]}
-    unclean = {**clean, "foreign_cpu_pct": 97.5, "clean_window": False,
-               "discarded_windows": [{"foreign_cpu_pct": 99.0}] * 3}
-    from benchmarks.reporting.fixtures import costs_entry
-
-    return write_run(
-        path, {"selectors-epoll": [1.0e5, 1.1e5, 0.9e5], "peer-c-epoll": [2.0e5, 2.1e5, 1.9e5]},
-        machine={"foreign_threshold_pct": 5.0, "foreign_reruns": 3},
-        foreign={"selectors-epoll": [clean, rerun, unclean], "peer-c-epoll": [clean] * 3},
-        costs=[costs_entry("selectors-epoll", 6553.0, {"recvfrom": 1.0, "sendto": 1.0,
-                                                       "epoll_wait": 0.021}),
-               costs_entry("peer-c-epoll", 93.0, {"recvfrom": 1.0, "sendto": 1.0,
-                                                  "epoll_wait": 0.021}),
-               costs_entry("peer-asyncio-protocol", 14617.0, {
-                   "mmap": 1.0, "mremap": 1.0, "munmap": 1.0, "recvfrom": 1.0, "sendto": 1.0,
-                   "epoll_wait": 0.021})])
-
-
 def test_the_report_shows_foreign_cpu_reruns_and_unclean_runs(tmp_path: Path) -> None:
-    run = _foreign_and_costs_run(tmp_path / "run.json")
+    run = foreign_and_costs_run(tmp_path / "run.json")
     assert main([str(run), "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
@@ -209,7 +187,7 @@ def test_the_report_shows_foreign_cpu_reruns_and_unclean_runs(tmp_path: Path) ->
 
 
 def test_the_report_tables_and_charts_the_costs_per_message(tmp_path: Path) -> None:
-    run = _foreign_and_costs_run(tmp_path / "run.json")
+    run = foreign_and_costs_run(tmp_path / "run.json")
     assert main([str(run), "--out", str(tmp_path / "r")]) == 0
     text = (tmp_path / "r" / "report.md").read_text()
     section = text.split("## Deterministic costs per message", 1)[1].split("\n## ", 1)[0]

@@ -14,7 +14,7 @@ import pytest
 from benchmarks.report import main
 from benchmarks.reporting.browser import find_chromium, render
 from benchmarks.reporting.data import load
-from benchmarks.reporting.fixtures import EXAMPLE
+from benchmarks.reporting.fixtures import EXAMPLE, foreign_and_costs_run
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,
@@ -94,9 +94,7 @@ COSTS_FACTS = """(function () {
 def test_chromium_sorts_the_costs_table_and_draws_its_chart(tmp_path: Path) -> None:
     import json
 
-    from tests.bench_tools.test_report import _foreign_and_costs_run
-
-    run = _foreign_and_costs_run(tmp_path / "run.json")
+    run = foreign_and_costs_run(tmp_path / "run.json")
     assert main([str(run), "--out", str(tmp_path / "r")]) == 0
     visit = render(tmp_path / "r" / "report.html", COSTS_FACTS, screenshot=False)
     assert visit.errors == []
