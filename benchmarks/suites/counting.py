@@ -26,6 +26,7 @@ reason instead of a count.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import re
 import shutil
@@ -164,8 +165,25 @@ def _scheduling() -> str:
     return "client SCHED_FIFO" if realtime_unavailable_reason() is None else "server SCHED_IDLE"
 
 
+#: personality(2)'s flag that turns address-space randomisation off for the next exec.
+ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _fixed_addresses() -> None:
+    """Turn address-space randomisation off for the program about to be exec'd: objects
+    hashed by their address (sets of connections) then land alike in every run."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = libc.personality(0xFFFFFFFF)
+        if current != -1:
+            libc.personality(current | ADDR_NO_RANDOMIZE)
+    except (OSError, AttributeError):
+        pass  # not Linux: the count is made all the same
+
+
 def _pin(cpus: CpuSet, fifo: bool = False, idle: bool = False) -> Callable[[], None]:
     def setup() -> None:
+        _fixed_addresses()
         if cpus is not None and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, set(cpus))
         if fifo:
