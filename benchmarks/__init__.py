@@ -7,8 +7,8 @@ What goes where (the one place this rule is written):
   ``series`` (targets in turn, round by round), ``compare`` (two git revisions,
   interleaved), ``report`` (the Markdown/HTML report of saved runs), ``instructions``
   (callgrind counts per message of the in-process echo), ``costs`` (instructions and
-  system calls per message of any target's real server), ``shutdown`` (the server's shutdown figures),
-  ``browser`` (a page in headless Chromium).
+  system calls per message of any target's real server), ``shutdown`` (the server's
+  shutdown figures), ``browser`` (a page in headless Chromium).
 - ``loadgen/``: the C load generator (``loadgen.c``, ``evloop.h``) and the build of every
   C program (``build.py``, into ``benchmarks/.build/``).
 - ``peers/``: the hand-written echo servers the variants are compared with, and the host

@@ -22,20 +22,39 @@ from .suites.targets import TARGETS, default_python, probe
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.costs",
-                                     description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--target", action="append", default=[], choices=sorted(TARGETS),
-                        metavar="TARGET", help="a target (repeatable)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.costs", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        choices=sorted(TARGETS),
+        metavar="TARGET",
+        help="a target (repeatable)",
+    )
     parser.add_argument("--all", action="store_true", help="every target that runs here")
     parser.add_argument("--python", default=default_python(), help="the server interpreter")
-    parser.add_argument("--tool", action="append", choices=("callgrind", "strace"),
-                        help="count only with this tool (repeatable; default both)")
+    parser.add_argument(
+        "--tool",
+        action="append",
+        choices=("callgrind", "strace"),
+        help="count only with this tool (repeatable; default both)",
+    )
     parser.add_argument("--connections", type=int, default=CountSpec.connections)
-    parser.add_argument("--ready", type=int, default=CountSpec.ready,
-                        help="messages per batch (all readable at once for the server)")
+    parser.add_argument(
+        "--ready",
+        type=int,
+        default=CountSpec.ready,
+        help="messages per batch (all readable at once for the server)",
+    )
     parser.add_argument("--size", type=int, default=CountSpec.size)
-    parser.add_argument("--batches", type=int, default=CountSpec.batches,
-                        help="the extra batches the difference counts")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        default=CountSpec.batches,
+        help="the extra batches the difference counts",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON lines")
     args = parser.parse_args(argv)
     spec = CountSpec(args.connections, args.ready, args.size, args.batches)
@@ -44,15 +63,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     names: List[str] = list(args.target)
     if args.all:
         interpreter = probe(args.python)
-        names += [name for name, target in TARGETS.items()
-                  if interpreter.reason_unavailable(target) is None and name not in names]
+        names += [
+            name
+            for name, target in TARGETS.items()
+            if interpreter.reason_unavailable(target) is None and name not in names
+        ]
     if not names:
         parser.error("give --target (repeatable) or --all")
     status = 0
     for name in names:
         try:
-            costs = measure(TARGETS[name], args.python, spec, tuple(args.tool or
-                                                                    ("callgrind", "strace")))
+            costs = measure(
+                TARGETS[name], args.python, spec, tuple(args.tool or ("callgrind", "strace"))
+            )
         except CountError as exc:
             print(f"{name}: cannot count: {exc}", file=sys.stderr)
             status = 1
@@ -61,13 +84,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.json:
             print(json.dumps(figures), flush=True)
             continue
-        instructions = (f"{costs.instructions_per_msg:,.0f} instructions"
-                        if costs.instructions_per_msg is not None else costs.instructions_note)
-        syscalls = (f"{costs.syscalls_per_msg:.3f} system calls "
-                    f"({syscalls_text(costs.syscalls_by_name)})"
-                    if costs.syscalls_per_msg is not None else costs.syscalls_note)
-        print(f"{costs.target} ({costs.interpreter}): {instructions}, {syscalls} per message "
-              f"[{spec.label}; {costs.scheduling}]", flush=True)
+        instructions = (
+            f"{costs.instructions_per_msg:,.0f} instructions"
+            if costs.instructions_per_msg is not None
+            else costs.instructions_note
+        )
+        syscalls = (
+            f"{costs.syscalls_per_msg:.3f} system calls ({syscalls_text(costs.syscalls_by_name)})"
+            if costs.syscalls_per_msg is not None
+            else costs.syscalls_note
+        )
+        print(
+            f"{costs.target} ({costs.interpreter}): {instructions}, {syscalls} per message "
+            f"[{spec.label}; {costs.scheduling}]",
+            flush=True,
+        )
     return status
 
 

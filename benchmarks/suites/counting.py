@@ -120,13 +120,15 @@ def drive(host: str, port: int, spec: CountSpec, batches: int, server_pid: int =
     is awaited, then this client sends the server (``server_pid``) SIGTERM itself, so the
     server's shutdown begins at the same point of its work in every run.
     """
-    conns = [socket.create_connection((host, port), timeout=RUN_TIMEOUT)
-             for _ in range(spec.connections)]
+    conns = [
+        socket.create_connection((host, port), timeout=RUN_TIMEOUT) for _ in range(spec.connections)
+    ]
     message = bytes(range(256)) * (spec.size // 256) + bytes(spec.size % 256)
     try:
         for number in range(batches):
-            chosen = [conns[(number * spec.ready + j) % spec.connections]
-                      for j in range(spec.ready)]
+            chosen = [
+                conns[(number * spec.ready + j) % spec.connections] for j in range(spec.ready)
+            ]
             for conn in chosen:
                 conn.sendall(message)
             for conn in chosen:
@@ -153,8 +155,9 @@ def drive(host: str, port: int, spec: CountSpec, batches: int, server_pid: int =
 def client_main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m benchmarks.suites.counting HOST PORT CONNECTIONS READY SIZE BATCHES PID``."""
     host, port, connections, ready, size, batches, pid = (argv or sys.argv[1:])[:7]
-    drive(host, int(port), CountSpec(int(connections), int(ready), int(size)), int(batches),
-          int(pid))
+    drive(
+        host, int(port), CountSpec(int(connections), int(ready), int(size)), int(batches), int(pid)
+    )
     return 0
 
 
@@ -194,16 +197,29 @@ def _pin(cpus: CpuSet, fifo: bool = False, idle: bool = False) -> Callable[[], N
     return setup
 
 
-def run_tool(prefix: List[str], command: List[str], target: Target, spec: CountSpec,
-             batches: int, cpus: CpuSet) -> str:
+def run_tool(
+    prefix: List[str],
+    command: List[str],
+    target: Target,
+    spec: CountSpec,
+    batches: int,
+    cpus: CpuSet,
+) -> str:
     """Run ``prefix + command`` (the server under a tool) with the lockstep client for
     ``batches`` batches, stop it with SIGTERM; returns its stderr (the tool's log)."""
     fifo = realtime_unavailable_reason() is None
     env = {**server_env(target), "PYTHONHASHSEED": "0"}
     with tempfile.TemporaryFile("w+") as errors:
-        server = subprocess.Popen(prefix + command, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
-                                  cwd=str(REPO_ROOT), preexec_fn=_pin(cpus, idle=not fifo))
+        server = subprocess.Popen(
+            prefix + command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env=env,
+            cwd=str(REPO_ROOT),
+            preexec_fn=_pin(cpus, idle=not fifo),
+        )
         try:
             banner: List[str] = []
             assert server.stdout is not None
@@ -220,25 +236,42 @@ def run_tool(prefix: List[str], command: List[str], target: Target, spec: CountS
             match = BANNER.search(banner[0]) if banner else None
             if match is None:
                 errors.seek(0)
-                raise CountError(f"no banner from {' '.join(command)} (exit {server.poll()}):"
-                                 f"\n{errors.read()[-1500:]}")
+                raise CountError(
+                    f"no banner from {' '.join(command)} (exit {server.poll()}):"
+                    f"\n{errors.read()[-1500:]}"
+                )
             # The server itself: strace, given SIGTERM, would detach and leave it running.
             children = psutil.Process(server.pid).children() if prefix[0] == "strace" else []
             pid = children[0].pid if children else server.pid
             client = subprocess.run(
-                [sys.executable, "-m", "benchmarks.suites.counting", match.group(1),
-                 match.group(2), str(spec.connections), str(spec.ready), str(spec.size),
-                 str(batches), str(pid)],
-                cwd=str(REPO_ROOT), capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                preexec_fn=_pin(cpus, fifo=fifo), check=False)
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.suites.counting",
+                    match.group(1),
+                    match.group(2),
+                    str(spec.connections),
+                    str(spec.ready),
+                    str(spec.size),
+                    str(batches),
+                    str(pid),
+                ],
+                cwd=str(REPO_ROOT),
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                preexec_fn=_pin(cpus, fifo=fifo),
+                check=False,
+            )
             if client.returncode != 0:
                 raise CountError(f"the lockstep client failed: {client.stderr[-1500:]}")
             status = _wait_for_exit(server, pid)  # the client sent the server SIGTERM
             errors.seek(0)
             log = errors.read()
             if status != 0:
-                raise CountError(f"{' '.join(command)} exited {status} under "
-                                 f"{prefix[0]}:\n{log[-1500:]}")
+                raise CountError(
+                    f"{' '.join(command)} exited {status} under {prefix[0]}:\n{log[-1500:]}"
+                )
             return log
         finally:
             if server.poll() is None:
@@ -279,21 +312,26 @@ def _both(run: Callable[[int, CpuSet], Any], cpus: Sequence[CpuSet]) -> List[Any
     if len(cpus) < 2:
         return [run(BASE_BATCHES, cpus[0]), run(-1, cpus[0])]
     with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(run, BASE_BATCHES if size else -1, cpu)
-                   for size, cpu in zip(sizes, cpus)]
+        futures = [
+            pool.submit(run, BASE_BATCHES if size else -1, cpu) for size, cpu in zip(sizes, cpus)
+        ]
         return [future.result() for future in futures]
 
 
-def count_instructions(command: List[str], target: Target, spec: CountSpec,
-                       cpus: Sequence[CpuSet], pypy: bool = False) -> float:
+def count_instructions(
+    command: List[str], target: Target, spec: CountSpec, cpus: Sequence[CpuSet], pypy: bool = False
+) -> float:
     """User-space instructions per message of the server (callgrind, two runs)."""
     with tempfile.TemporaryDirectory() as scratch:
 
         def one(batches: int, cpu: CpuSet) -> int:
             batches = batches if batches > 0 else BASE_BATCHES + spec.batches
-            prefix = ["valgrind", "--tool=callgrind",
-                      f"--callgrind-out-file={scratch}/out-{batches}",
-                      *(["--smc-check=all"] if pypy else [])]
+            prefix = [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={scratch}/out-{batches}",
+                *(["--smc-check=all"] if pypy else []),
+            ]
             log = run_tool(prefix, command, target, spec, batches, cpu)
             found = _COLLECTED.search(log)
             if found is None:
@@ -319,8 +357,9 @@ def parse_strace_summary(text: str) -> Dict[str, int]:
     return calls
 
 
-def count_syscalls(command: List[str], target: Target, spec: CountSpec,
-                   cpus: Sequence[CpuSet]) -> Dict[str, float]:
+def count_syscalls(
+    command: List[str], target: Target, spec: CountSpec, cpus: Sequence[CpuSet]
+) -> Dict[str, float]:
     """System calls per message of the server, by name (``strace -f -c``, two runs);
     names whose count does not change with the messages are left out."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -334,10 +373,14 @@ def count_syscalls(command: List[str], target: Target, spec: CountSpec,
 
         tables: List[Dict[str, int]] = _both(one, cpus)
     names = sorted(set(tables[0]) | set(tables[1]))
-    per_message = {name: (tables[1].get(name, 0) - tables[0].get(name, 0)) / spec.messages
-                   for name in names}
-    return {name: round(value, 4) for name, value in
-            sorted(per_message.items(), key=lambda item: -item[1]) if round(value, 4) != 0}
+    per_message = {
+        name: (tables[1].get(name, 0) - tables[0].get(name, 0)) / spec.messages for name in names
+    }
+    return {
+        name: round(value, 4)
+        for name, value in sorted(per_message.items(), key=lambda item: -item[1])
+        if round(value, 4) != 0
+    }
 
 
 def unavailable(tool: str) -> Optional[str]:
@@ -349,9 +392,13 @@ def unavailable(tool: str) -> Optional[str]:
     return None
 
 
-def measure(target: Target, python: str, spec: CountSpec,
-            tools: Sequence[str] = ("callgrind", "strace"),
-            cpus: Optional[Sequence[CpuSet]] = None) -> Costs:
+def measure(
+    target: Target,
+    python: str,
+    spec: CountSpec,
+    tools: Sequence[str] = ("callgrind", "strace"),
+    cpus: Optional[Sequence[CpuSet]] = None,
+) -> Costs:
     """Both counts of ``target`` under ``python`` (a tool not in ``tools`` is skipped).
 
     ``cpus``: one CPU set per run of a tool (the short and the long one run side by
@@ -366,20 +413,26 @@ def measure(target: Target, python: str, spec: CountSpec,
     if cpus is None:
         cpus = [cpu for cpu in default_cpus() if cpu is not None] or [None]
     command = target.command(python)
-    costs = Costs(result_name(target), "native" if target.native else interpreter.label, spec,
-                  scheduling=_scheduling())
+    costs = Costs(
+        result_name(target),
+        "native" if target.native else interpreter.label,
+        spec,
+        scheduling=_scheduling(),
+    )
     pypy = interpreter.implementation == "PyPy" and not target.native
     if "callgrind" in tools:
         note = unavailable("valgrind")
         if note is None:
             try:
                 costs.instructions_per_msg = round(
-                    count_instructions(command, target, spec, cpus, pypy), 1)
+                    count_instructions(command, target, spec, cpus, pypy), 1
+                )
             except CountError as exc:
                 if not pypy:
                     raise
-                costs.instructions_note = f"valgrind cannot run {interpreter.label}: " + \
-                    str(exc).splitlines()[-1][:200]
+                costs.instructions_note = (
+                    f"valgrind cannot run {interpreter.label}: " + str(exc).splitlines()[-1][:200]
+                )
         else:
             costs.instructions_note = note
     else:
@@ -405,8 +458,9 @@ def syscalls_text(by_name: Dict[str, float], limit: int = 6) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:  # the client's entry point
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.suites.counting",
-                                     description="the lockstep client of a count")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suites.counting", description="the lockstep client of a count"
+    )
     parser.add_argument("args", nargs=7)
     return client_main(parser.parse_args(argv).args)
 

@@ -34,15 +34,17 @@ def family_sample() -> List[str]:
     return list(chosen.values())
 
 
-def test_costs(benchmark: Any, pytestconfig: pytest.Config, target: Target,
-               server_python: str) -> None:
+def test_costs(
+    benchmark: Any, pytestconfig: pytest.Config, target: Target, server_python: str
+) -> None:
     """Instructions and system calls per message of ``target`` at 1 KiB x 64 connections."""
     bench = settings(pytestconfig)
     if bench.costs == "none":
         pytest.skip("--bench-costs none")
     if bench.costs == "families" and target.name not in family_sample() + list(CHEAP_PEERS):
-        pytest.skip("--bench-costs families counts one variant per family and "
-                    f"{', '.join(CHEAP_PEERS)}")
+        pytest.skip(
+            f"--bench-costs families counts one variant per family and {', '.join(CHEAP_PEERS)}"
+        )
     if target.native and server_python != bench.pythons[0]:
         pytest.skip(f"{target.name} is compiled: it is counted once")
     reason = probe(server_python).reason_unavailable(target)
@@ -64,11 +66,21 @@ def test_costs(benchmark: Any, pytestconfig: pytest.Config, target: Target,
     costs = results[-1]
     benchmark.group = f"costs: {spec.label}"
     benchmark.extra_info.update(costs.figures())
-    benchmark.extra_info.update({"kind": "costs", "target_kind": target.kind,
-                                 "description": target.description, "cheap": bench.cheap})
-    instructions = ("-" if costs.instructions_per_msg is None
-                    else f"{costs.instructions_per_msg:,.0f}")
+    benchmark.extra_info.update(
+        {
+            "kind": "costs",
+            "target_kind": target.kind,
+            "description": target.description,
+            "cheap": bench.cheap,
+        }
+    )
+    instructions = (
+        "-" if costs.instructions_per_msg is None else f"{costs.instructions_per_msg:,.0f}"
+    )
     syscalls = "-" if costs.syscalls_per_msg is None else f"{costs.syscalls_per_msg:.3f}"
-    progress(pytestconfig, f"  costs {costs.target} ({costs.interpreter}): {instructions} "
-             f"instructions, {syscalls} system calls per message "
-             f"({syscalls_text(costs.syscalls_by_name)})")
+    progress(
+        pytestconfig,
+        f"  costs {costs.target} ({costs.interpreter}): {instructions} "
+        f"instructions, {syscalls} system calls per message "
+        f"({syscalls_text(costs.syscalls_by_name)})",
+    )

@@ -12,14 +12,18 @@ from benchmarks.compare import costs_verdict
 from benchmarks.suites.counting import CountSpec, measure, parse_strace_summary
 from benchmarks.suites.targets import TARGETS
 
-needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                 reason=f"valgrind and strace count on Linux, not {sys.platform}")
+needs_linux = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason=f"valgrind and strace count on Linux, not {sys.platform}",
+)
 SPEC = CountSpec(batches=40)
 
 
 @needs_linux
-@pytest.mark.skipif(shutil.which("strace") is None or shutil.which("valgrind") is None,
-                    reason="strace and valgrind are needed (apt-get install strace valgrind)")
+@pytest.mark.skipif(
+    shutil.which("strace") is None or shutil.which("valgrind") is None,
+    reason="strace and valgrind are needed (apt-get install strace valgrind)",
+)
 def test_the_c_peer_costs_two_system_calls_and_a_hundred_instructions_a_message() -> None:
     costs = measure(TARGETS["peer-c-epoll"], sys.executable, SPEC)
     assert costs.instructions_per_msg is not None and 50 < costs.instructions_per_msg < 200
@@ -30,8 +34,9 @@ def test_the_c_peer_costs_two_system_calls_and_a_hundred_instructions_a_message(
 
 
 @needs_linux
-@pytest.mark.skipif(shutil.which("strace") is None,
-                    reason="strace is needed (apt-get install strace)")
+@pytest.mark.skipif(
+    shutil.which("strace") is None, reason="strace is needed (apt-get install strace)"
+)
 def test_asyncios_protocol_in_a_fresh_process_maps_and_unmaps_each_read() -> None:
     costs = measure(TARGETS["peer-asyncio-protocol"], sys.executable, SPEC, tools=("strace",))
     assert costs.instructions_per_msg is None and "not asked" in costs.instructions_note
@@ -53,15 +58,17 @@ def test_strace_summary_is_read_by_name() -> None:
 
 def test_compare_calls_a_one_percent_or_any_syscall_change_beyond_doubt() -> None:
     by_name = {"recvfrom": 1.0, "sendto": 1.0, "epoll_wait": 0.021}
-    old: Dict[str, Any] = {"instructions_per_msg": 10_000.0, "syscalls_per_msg": 2.021,
-                           "syscalls_by_name": by_name}
+    old: Dict[str, Any] = {
+        "instructions_per_msg": 10_000.0,
+        "syscalls_per_msg": 2.021,
+        "syscalls_by_name": by_name,
+    }
     assert costs_verdict(old, {**old, "instructions_per_msg": 10_090.0}) == ([], [])
     found, worse = costs_verdict(old, {**old, "instructions_per_msg": 10_150.0})
     assert len(found) == len(worse) == 1 and "+1.5%" in found[0]
     faster, worse = costs_verdict(old, {**old, "instructions_per_msg": 9_800.0})
     assert len(faster) == 1 and worse == []
-    more_calls = {**old, "syscalls_per_msg": 3.021,
-                  "syscalls_by_name": {**by_name, "mmap": 1.0}}
+    more_calls = {**old, "syscalls_per_msg": 3.021, "syscalls_by_name": {**by_name, "mmap": 1.0}}
     found, worse = costs_verdict(old, more_calls)
     assert len(found) == len(worse) == 1 and "mmap 0.000 -> 1.000" in found[0]
     assert costs_verdict(None, old) == ([], [])

@@ -36,7 +36,8 @@ def burner() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_cpu_burned_by_another_process_is_foreign_and_by_ours_is_not(
-        burner: subprocess.Popen[bytes]) -> None:
+    burner: subprocess.Popen[bytes],
+) -> None:
     ours: List[int] = []
     mine = [burner.pid]
     start_other, start_mine = ForeignSample.take(ours), ForeignSample.take(mine)
@@ -54,8 +55,13 @@ def test_cpu_burned_by_another_process_is_foreign_and_by_ours_is_not(
 def test_a_window_over_the_threshold_is_run_again_and_kept_on_record() -> None:
     figures = iter([40.0, 7.5, 2.0, 99.0])
     told: List[int] = []
-    result, dropped = rerun_while_foreign(lambda: next(figures), lambda value: value, 5.0, 3,
-                                          lambda _value, number: told.append(number))
+    result, dropped = rerun_while_foreign(
+        lambda: next(figures),
+        lambda value: value,
+        5.0,
+        3,
+        lambda _value, number: told.append(number),
+    )
     assert (result, dropped, told) == (2.0, [40.0, 7.5], [1, 2])
     stuck = iter([50.0, 60.0, 70.0])
     result, dropped = rerun_while_foreign(lambda: next(stuck), lambda value: value, 5.0, 2)
@@ -65,23 +71,45 @@ def test_a_window_over_the_threshold_is_run_again_and_kept_on_record() -> None:
 
 
 def test_a_cheap_run_beside_a_cpu_burner_discards_its_windows(
-        burner: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    burner: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
     saved = tmp_path / "run.json"
-    env = {**os.environ, "BENCH_DURATION": "0.3", "BENCH_ROUNDS": "1", "BENCH_COSTS": "none",
-           "BENCH_FOREIGN_RERUNS": "2"}
+    env = {
+        **os.environ,
+        "BENCH_DURATION": "0.3",
+        "BENCH_ROUNDS": "1",
+        "BENCH_COSTS": "none",
+        "BENCH_FOREIGN_RERUNS": "2",
+    }
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "benchmarks/suites/test_bench_echo.py", "-q",
-         "-p", "no:cacheprovider", "-k", "1KiB-x64 and peer-c-epoll",
-         "--benchmark-json", str(saved)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "benchmarks/suites/test_bench_echo.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "1KiB-x64 and peer-c-epoll",
+            "--benchmark-json",
+            str(saved),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "window discarded: foreign CPU" in done.stdout  # said on the terminal as it happens
     (entry,) = json.loads(saved.read_text())["benchmarks"]
     info = entry["extra_info"]
     assert info["foreign_threshold_pct"] == FOREIGN_THRESHOLD_PCT
     assert len(info["discarded_windows"]) >= 1
-    assert all(window["foreign_cpu_pct"] > FOREIGN_THRESHOLD_PCT
-               for window in info["discarded_windows"])
+    assert all(
+        window["foreign_cpu_pct"] > FOREIGN_THRESHOLD_PCT for window in info["discarded_windows"]
+    )
     # Kept: a clean window, or the last of three, which then says it is not clean.
     assert info["clean_window"] is (info["foreign_cpu_pct"] <= FOREIGN_THRESHOLD_PCT)
     if not info["clean_window"]:
