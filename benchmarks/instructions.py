@@ -4,7 +4,8 @@ The harness measures time on a shared, noisy machine; this tool gives a figure
 that does not move from run to run, for comparing two versions of the per-event
 path. It runs an in-process echo under ``valgrind --tool=callgrind``: N
 socketpairs, each server end a real `server.connection.Connection` on the real
-poller (or, for ``raw-selectors``, the hand-written selectors loop of
+poller (an attached variant's on a host loop made as `benchmarks.peers.attached_echo`
+makes it; or, for ``raw-selectors``, the hand-written selectors loop of
 `benchmarks.peers.selectors_echo`); each pass, the client side sends one message
 on K of them, the poller runs one pass (``stop()`` before ``run()``), and the
 client reads the echoes. It runs twice, with few and with many passes, and
@@ -79,7 +80,13 @@ def _poller_server(target: str, servers: List[socket.socket]) -> Callable[[], No
     import pollers
     from server.connection import Connection, Limits
 
-    poller = pollers.create(target)
+    if target in pollers.ATTACHED_VARIANTS:
+        # The host owns a loop that is not running: stop() then run() is one pass of it.
+        from .peers.attached_echo import new_host
+
+        poller = pollers.attach(new_host(target)[0])
+    else:
+        poller = pollers.create(target)
     owner = _Owner(poller, Limits())
     for sock in servers:
         Connection(sock, owner).start()
@@ -132,7 +139,8 @@ def _count(python: str, args: argparse.Namespace, passes: int) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--target", default="selectors-epoll",
-                        help=f"a poller variant (selectors-epoll, asyncio-uvloop...) or {RAW}")
+                        help=f"a poller variant (selectors-epoll, asyncio-uvloop...), an attached "
+                        f"one (asyncio-attached, tornado-attached...) or {RAW}")
     parser.add_argument("--python", default=sys.executable, help="the interpreter to count")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--ready", type=int, default=47,

@@ -1,7 +1,7 @@
 """Turn saved pytest-benchmark JSON into a report (Markdown and one HTML file), and compare runs.
 
     python -m benchmarks.report RUN.json [MORE.json ...] --out DIR [--note TEXT] \
-        [--machine-note TEXT]
+        [--machine-note TEXT] [--slim SLIM.json]
     python -m benchmarks.report RUN.json --compare OLD.json --threshold 0.05 --out DIR \
         [--compare-on headline|cpu]
 
@@ -27,21 +27,31 @@ paired); a regression is flagged only when the whole interval lies below
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .reporting.charts import case_charts, number_text, sort_best_first
+from .reporting.charts import (
+    COSTS_CHART,
+    case_charts,
+    costs_chart,
+    number_text,
+    sort_best_first,
+)
 from .reporting.data import (
     BASELINES,
     CPU_FIGURE,
     NATIVE,
     Row,
     Run,
+    dump_slim,
+    family,
     load,
     paired_speedup,
+    slim,
     unpaired_speedup,
 )
 from .reporting.render import (
@@ -177,9 +187,31 @@ def summary_blocks(run: Run, notes: Sequence[str]) -> List[Block]:
         facts.append(f"{len(bound)} rows had client-bound rounds (the load generator used more "
                      "CPU than the server; their rates understate the server, their server CPU "
                      "per message stays valid): see each case's table.")
+    facts.append(_foreign_fact(run))
     facts.extend(_malloc_facts(run))
     blocks.append(Bullets(facts))
     return blocks
+
+
+def _foreign_fact(run: Run) -> str:
+    """The summary's line on the machine's other work: reruns and unclean runs."""
+    echo = [row for row in run.rows if row.kind != "primitive"]
+    if not any(row.foreign_recorded for row in echo):
+        return ("Foreign CPU (other work on the machine during each window): not recorded in "
+                "this run.")
+    bench = run.machine.get("pollers_bench", {})
+    threshold = bench.get("foreign_threshold_pct")
+    figures = sorted(value for row in echo for value in row.values("foreign_cpu_pct"))
+    reruns = sum(row.reruns for row in echo)
+    unclean = sum(len(row.unclean_rounds()) for row in echo)
+    limit = "no threshold" if threshold is None else \
+        f"a threshold of {threshold:g}% (at most {bench.get('foreign_reruns', '?')} reruns)"
+    return (f"Foreign CPU (other work on the machine during each window, % of one core): "
+            f"median {statistics.median(figures):.1f}%, {figures[0]:.1f}% to "
+            f"{figures[-1]:.1f}% over {len(figures)} windows kept; held to {limit}: "
+            f"{reruns} window{'s' if reruns != 1 else ''} discarded and run again, "
+            f"{unclean} run{'s' if unclean != 1 else ''} without a clean window (marked in "
+            "the tables and, as orange triangles, on the charts).")
 
 
 def _malloc_facts(run: Run) -> List[str]:
@@ -207,9 +239,11 @@ def _malloc_facts(run: Run) -> List[str]:
 def _case_table(run: Run, kind: str, rows: List[Row]) -> Table:
     _figure, label, unit, _higher = HEADLINES[kind]
     header = ["target", f"{label} ({unit})", "x raw selectors", "x uvloop Protocol",
-              "server CPU us/msg", "CPU x raw selectors", "p99 us", "rounds", "client-bound"]
+              "server CPU us/msg", "CPU x raw selectors", "p99 us", "rounds", "client-bound",
+              "foreign CPU % (reruns)", "instructions/msg", "syscalls/msg"]
     body = []
     for row in sort_best_first(rows):
+        cost = run.cost(row.target, row.interpreter)
         raw, uv = (run.baseline(row, name) for name in BASELINES)
         outlying = row.outlier_rounds()
         rounds = str(len(row.rounds))
@@ -223,8 +257,37 @@ def _case_table(run: Run, kind: str, rows: List[Row]) -> Table:
                                                                               CPU_FIGURE)),
             _number(row.figures.get("latency_p99_us")), rounds,
             f"**{bound} of {len(row.rounds)}**" if bound else "no",
+            foreign_cell(row), *cost_cells(cost),
         ])
     return Table(header, body)
+
+
+NOT_RECORDED = "not recorded"
+
+
+def foreign_cell(row: Row) -> str:
+    """The median foreign CPU % of the row's rounds, its reruns, and its unclean rounds."""
+    if not row.foreign_recorded:
+        return NOT_RECORDED
+    text = f"{statistics.median(row.values('foreign_cpu_pct')):.1f}"
+    if row.reruns:
+        text += f" ({row.reruns})"
+    unclean = row.unclean_rounds()
+    if unclean:
+        text += " **no clean window: " + ", ".join(f"r{n}" for n in unclean) + "**"
+    return text
+
+
+def cost_cells(cost: Optional[Dict[str, Any]]) -> List[str]:
+    """[instructions per message, system calls per message] of a target's costs."""
+    if cost is None:
+        return [NOT_RECORDED, NOT_RECORDED]
+    instructions = cost.get("instructions_per_msg")
+    syscalls = cost.get("syscalls_per_msg")
+    return [f"{instructions:,.0f}" if isinstance(instructions, (int, float))
+            else str(cost.get("instructions_note") or NOT_RECORDED),
+            f"{syscalls:.3f}" if isinstance(syscalls, (int, float))
+            else str(cost.get("syscalls_note") or NOT_RECORDED)]
 
 
 def _primitive_table(rows: List[Row]) -> Table:
@@ -261,6 +324,33 @@ def case_blocks(run: Run, charts: Dict[str, Tuple[str, str]]) -> List[Block]:
             "interleaved between variants); the inter-quartile range shows their spread.")]
         for group, rows in primitives:
             blocks += [Heading(3, group), _primitive_table(rows)]
+    return blocks
+
+
+COSTS_TEXT = (
+    "User-space instructions (callgrind) and system calls by name (strace) of each target's "
+    "server per echoed message, 1 KiB messages over 64 connections with 47 readable at each "
+    "poll, counted over a fixed number of messages by a lockstep client that keeps the "
+    "server off the CPU while it sends (`benchmarks.suites.counting`). They do not move with "
+    "the machine's load: a difference here is a difference in the code. The client's share "
+    "is not included.")
+
+
+def costs_blocks(run: Run) -> List[Block]:
+    """The deterministic costs: a sortable table and one chart, or 'not recorded'."""
+    blocks: List[Block] = [Heading(2, "Deterministic costs per message"), Paragraph(COSTS_TEXT)]
+    if not run.costs:
+        return [*blocks, Paragraph("Not recorded in this run (it predates the counts, or "
+                                   "ran with `--bench-costs none`).")]
+    blocks.append(Chart("deterministic costs per message", COSTS_CHART, costs_chart(run.costs)))
+    body = []
+    for cost in sorted(run.costs, key=lambda c: (str(c.get("target")), str(c.get("interpreter")))):
+        by_name = ", ".join(f"`{name}` {value:.3f}" for name, value in
+                            (cost.get("syscalls_by_name") or {}).items())
+        body.append([f"`{cost.get('target')}`", str(cost.get("interpreter")),
+                     family(str(cost.get("target"))), *cost_cells(cost), by_name or "-"])
+    blocks.append(Table(["target", "interpreter", "family", "instructions/msg", "syscalls/msg",
+                         "system calls per message, by name"], body, text_columns=3))
     return blocks
 
 
@@ -359,8 +449,26 @@ def malloc_blocks(run: Run, charts: Dict[str, Tuple[str, str]]) -> List[Block]:
             f"Ratios are paired speed-ups of {label}: \"S x {first}\" is the target in state S "
             f"over itself in the {first} state; \"`asyncio` x it\" is the project's `asyncio` "
             "variant over the target, both in the same state."))
+    blocks.append(Paragraph(_malloc_costs(run)))
     blocks.append(Paragraph(MALLOC_VERDICT))
     return blocks
+
+
+def _malloc_costs(run: Run) -> str:
+    """The counted system calls of asyncio's transports in a fresh process, if counted."""
+    found = []
+    for cost in run.costs:
+        by_name = cost.get("syscalls_by_name") or {}
+        if str(cost.get("target", "")).startswith("peer-asyncio-") and "mmap" in by_name:
+            found.append(f"`{cost['target']}` makes {cost.get('syscalls_per_msg', 0):.3f} "
+                         f"system calls per message, of them `mmap` {by_name['mmap']:.3f}, "
+                         f"`mremap` {by_name.get('mremap', 0):.3f} and `munmap` "
+                         f"{by_name.get('munmap', 0):.3f}")
+    if not found:
+        return ("Counted system calls of a fresh process: not recorded in this run (see "
+                "[Deterministic costs per message](#deterministic-costs-per-message)).")
+    return ("Counted in a fresh process (see [Deterministic costs per message]"
+            "(#deterministic-costs-per-message)): " + "; ".join(found) + ".")
 
 
 # -- idle scaling, interpreters, environment ---------------------------------------------------
@@ -570,6 +678,7 @@ def build(run: Run, comparison: Optional[List[Block]] = None, notes: Sequence[st
     if comparison:
         document.add(*comparison)
     document.add(*malloc_blocks(run, charts))
+    document.add(*costs_blocks(run))
     document.add(*case_blocks(run, charts))
     document.add(*outlier_blocks(run))
     document.add(*idle_blocks(run))
@@ -587,6 +696,8 @@ def write(run: Run, out: Path, comparison: Optional[List[Block]] = None,
     document, charts = build(run, comparison, notes, machine_notes)
     for name, svg in charts.values():
         (out / name).write_text(svg + "\n")
+    if run.costs:
+        (out / COSTS_CHART).write_text(costs_chart(run.costs) + "\n")
     markdown, html = out / "report.md", out / "report.html"
     markdown.write_text(to_markdown(document))
     html.write_text(to_html(document))
@@ -613,19 +724,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--machine-note", action="append", default=[],
                         help="a sentence for the environment (repeatable): what else ran on "
                         "the machine during the run")
+    parser.add_argument("--slim", type=Path, metavar="OUT.json",
+                        help="also write the run cut down to what the report reads, with the "
+                        "notes (one input file only): the report of OUT.json is this report")
     args = parser.parse_args(argv)
     if not 0 <= args.threshold < 1:
         parser.error("--threshold is a fraction between 0 and 1")
     run = load(args.runs)
     if not run.rows:
         parser.exit(2, "no benchmark rows of this project's suites in the given file(s)\n")
+    notes = args.note or run.notes
+    machine_notes = args.machine_note or run.machine_notes
+    if args.slim is not None:
+        if len(args.runs) != 1:
+            parser.error("--slim takes one run")
+        data = json.loads(args.runs[0].read_text())
+        args.slim.write_text(dump_slim(slim(data, notes, machine_notes)))
     comparison: Optional[List[Block]] = None
     regressions: List[str] = []
     if args.compare:
         comparison, regressions = compare(run, load(args.compare), args.threshold,
                                           args.compare_on)
-    markdown, html, charts = write(run, args.out, comparison, args.note,
-                                   args.machine_note)
+    markdown, html, charts = write(run, args.out, comparison, notes, machine_notes)
     print(f"wrote {markdown} and {html} ({len(run.rows)} results, {charts} charts)")
     return regressions_status(regressions, args.threshold)
 

@@ -20,6 +20,13 @@ the tables and in ``--ratio`` (default: the target as written). Everything after
 ``--`` goes to every ``python -m benchmarks.harness`` run. Ratios are speed-ups,
 above 1x better: ``a / b`` for round trips/s, ``b / a`` for server CPU per message.
 A failed run stops the series (its figures would be missing from a round).
+
+Every run's window is held to ``--foreign-threshold`` (default 5% of one core): a
+window in which other work on the machine used more CPU is discarded and run again,
+at most ``--foreign-reruns`` times (`benchmarks.suites.foreign`); the table gives
+each round's foreign figure, the reruns, and says when a run got no clean window.
+A tree whose harness predates the foreign figure is run once per round ("not
+recorded"). A progress line on stderr says where the series stands.
 """
 
 from __future__ import annotations
@@ -31,7 +38,15 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from .suites.foreign import (
+    FOREIGN_RERUNS,
+    FOREIGN_THRESHOLD_PCT,
+    clean_window,
+    rerun_while_foreign,
+)
+from .suites.progress import Position, Progress
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,6 +90,63 @@ def run_once(member: Member, harness_args: Sequence[str], timeout: float) -> Dic
     return figures
 
 
+def _window(figures: Dict[str, Any]) -> Dict[str, Any]:
+    keys = ("foreign_cpu_pct", "round_trips_per_s", "server_cpu_us_per_msg", "latency_p50_us")
+    return {key: figures.get(key) for key in keys}
+
+
+def run_held(member: Member, harness_args: Sequence[str], timeout: float,
+             threshold: Optional[float], reruns: int, progress: Progress,
+             log: Callable[[str], None]) -> Dict[str, Any]:
+    """`run_once`, held to the foreign CPU ``threshold`` (`rerun_while_foreign`); the
+    figures gain ``discarded_windows``, ``foreign_threshold_pct`` and ``clean_window``."""
+
+    def discarded(figures: Dict[str, Any], number: int) -> None:
+        progress.rerun()
+        log(f"  {member.label}: window discarded, foreign CPU {figures['foreign_cpu_pct']}% "
+            f"of one core > {threshold:g}%; rerun {number} of at most {reruns}")
+
+    figures, dropped = rerun_while_foreign(
+        lambda: run_once(member, harness_args, timeout),
+        lambda figures: figures.get("foreign_cpu_pct"), threshold, reruns, discarded)
+    figures["discarded_windows"] = [_window(window) for window in dropped]
+    figures["foreign_threshold_pct"] = threshold
+    figures["clean_window"] = clean_window(figures.get("foreign_cpu_pct"), threshold)
+    return figures
+
+
+def foreign_text(run: Dict[str, Any]) -> str:
+    """A run's foreign CPU %, its reruns, and a warning if it got no clean window."""
+    foreign = run.get("foreign_cpu_pct")
+    text = "not recorded" if foreign is None else f"{foreign:.1f}%"
+    dropped = run.get("discarded_windows") or []
+    if dropped:
+        text += f" ({len(dropped)} rerun{'s' if len(dropped) > 1 else ''})"
+    if run.get("clean_window") is False:
+        text += " **no clean window**"
+    return text
+
+
+def add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    """``--foreign-threshold`` and ``--foreign-reruns``, as `series` and `compare` take them."""
+    parser.add_argument("--foreign-threshold", default=str(FOREIGN_THRESHOLD_PCT),
+                        help="discard a window whose foreign CPU passes this %% of one core "
+                        f"and run it again, or 'none' (default {FOREIGN_THRESHOLD_PCT:g})")
+    parser.add_argument("--foreign-reruns", type=int, default=FOREIGN_RERUNS,
+                        help=f"reruns of a discarded window at most (default {FOREIGN_RERUNS})")
+
+
+def threshold_option(parser: argparse.ArgumentParser, text: str) -> Optional[float]:
+    """``--foreign-threshold``'s value: a percentage, or None for ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        parser.error(f"--foreign-threshold {text!r}: give a percentage of one core, or none")
+        raise
+
+
 def medians(runs: List[Dict[str, Any]]) -> Dict[str, float]:
     keys = ("round_trips_per_s", "server_cpu_us_per_msg", "latency_p50_us",
             "rss_kib_per_connection")
@@ -93,7 +165,8 @@ def pair_ratios(a_runs: List[Dict[str, Any]], b_runs: List[Dict[str, Any]]
 def render(members: List[Member], runs: Dict[str, List[Dict[str, Any]]],
            ratios: List[Tuple[str, str]]) -> str:
     lines = ["| target | round trips/s | server CPU us/msg | p50 us | RSS KiB/conn | "
-             "CPU us/msg of each round |", "|---|---:|---:|---:|---:|---|"]
+             "CPU us/msg of each round | foreign CPU of each round |",
+             "|---|---:|---:|---:|---:|---|---|"]
     for member in members:
         own = runs[member.label]
         middle = medians(own)
@@ -103,9 +176,10 @@ def render(members: List[Member], runs: Dict[str, List[Dict[str, Any]]],
         each = ", ".join(f"{run['server_cpu_us_per_msg']:.2f}" for run in own)
         if bound:
             each += f" (client-bound {bound} of {len(own)})"
+        foreign = ", ".join(foreign_text(run) for run in own)
         lines.append(f"| `{member.label}` | {middle['round_trips_per_s']:,.0f} | "
                      f"{middle['server_cpu_us_per_msg']:.2f} | {middle['latency_p50_us']:.1f} | "
-                     f"{rss} | {each} |")
+                     f"{rss} | {each} | {foreign} |")
     if ratios:
         lines += ["", "| ratio | rt/s: median (range) | CPU: median (range) |", "|---|---|---|"]
         for a, b in ratios:
@@ -113,6 +187,10 @@ def render(members: List[Member], runs: Dict[str, List[Dict[str, Any]]],
             lines.append(f"| `{a}` / `{b}` | {statistics.median(rts):.3f}x "
                          f"({min(rts):.3f}-{max(rts):.3f}) | {statistics.median(cpu):.3f}x "
                          f"({min(cpu):.3f}-{max(cpu):.3f}) |")
+    reruns = sum(len(run.get("discarded_windows") or []) for own in runs.values() for run in own)
+    unclean = sum(1 for own in runs.values() for run in own if run.get("clean_window") is False)
+    lines += ["", f"{reruns} window(s) discarded for foreign CPU and run again; "
+              f"{unclean} run(s) without a clean window."]
     return "\n".join(lines)
 
 
@@ -133,9 +211,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--ratio", action="append", default=[], metavar="A/B")
     parser.add_argument("--out", type=Path, help="append every run's JSON figures to this file")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per harness run")
+    add_threshold_options(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.rounds <= 50:
         parser.error("--rounds must be between 1 and 50")
+    threshold = threshold_option(parser, args.foreign_threshold)
     try:
         members = [Member.parse(text) for text in args.members]
     except ValueError as exc:
@@ -150,17 +230,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"--ratio {text}: both sides must be labels of the series {labels}")
         ratios.append((a, b))
     runs: Dict[str, List[Dict[str, Any]]] = {label: [] for label in labels}
+    progress = Progress(total=args.rounds * len(members))
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
     for number in range(1, args.rounds + 1):
-        for member in members:
+        for index, member in enumerate(members, 1):
+            progress.begin()
+            log(progress.line(Position(1, 1, number, args.rounds, index, len(members))))
             try:
-                figures = run_once(member, harness_args, args.timeout)
+                figures = run_held(member, harness_args, args.timeout, threshold,
+                                   args.foreign_reruns, progress, log)
+                progress.end()
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 print(f"series stopped in round {number}: {exc}", file=sys.stderr)
                 return 1
             figures["round"] = number
             runs[member.label].append(figures)
-            print(f"round {number} {member.label}: {figures['round_trips_per_s']:,.0f} rt/s "
-                  f"{figures['server_cpu_us_per_msg']:.2f} us/msg", file=sys.stderr, flush=True)
+            log(f"round {number} {member.label}: {figures['round_trips_per_s']:,.0f} rt/s "
+                f"{figures['server_cpu_us_per_msg']:.2f} us/msg, foreign CPU "
+                f"{foreign_text(figures)}")
             if args.out is not None:
                 with args.out.open("a") as out:
                     out.write(json.dumps(figures) + "\n")

@@ -19,10 +19,11 @@ import math
 import re
 from dataclasses import dataclass
 from html import escape
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..suites.cases import HEADLINES
 from .data import CPU_FIGURE, Row
+from .data import family as target_family
 from .stats import interval_text
 
 FAMILY_COLOURS: Dict[str, str] = {
@@ -35,6 +36,7 @@ FAMILY_COLOURS: Dict[str, str] = {
 }
 SPARE_COLOURS = ("#e6ab02", "#a6761d", "#1f78b4", "#b15928")
 OUTLIER_COLOUR = "#c00000"
+FOREIGN_COLOUR = "#e08000"
 
 LABEL_WIDTH = 330
 PANEL_WIDTH = 300
@@ -139,9 +141,18 @@ def _panel(parts: List[str], rows: Sequence[Row], figure: str, axis_label: str, 
         colour = colours[row.family]
         numbered = sorted(row.by_round(figure).items())
         outlying = {number for number, _value in row.outlier_rounds(figure)}
+        foreign = row.by_round("foreign_cpu_pct")
+        unclean = row.unclean_rounds()
         for number, value in numbered:
             x = axis.x(value)
             hover = f"{row.label}, round {number}: {number_text(value)} {unit}"
+            if number in foreign:
+                hover += f"; foreign CPU {foreign[number]:.1f}%"
+            if number in unclean:
+                hover += " (no clean window)"
+                parts.append(f'<path class="foreign" d="M{x:.1f},{y - 9:.1f} '
+                             f'L{x + 3.5:.1f},{y - 3:.1f} L{x - 3.5:.1f},{y - 3:.1f} Z" '
+                             f'fill="{FOREIGN_COLOUR}">{_title(hover)}</path>')
             if number in outlying:
                 parts.append(f'<circle class="outlier" cx="{x:.1f}" cy="{y:.1f}" r="4.5" '
                              f'fill="none" stroke="{OUTLIER_COLOUR}" stroke-width="1.5">'
@@ -222,7 +233,8 @@ def case_chart(title: str, kind: str, rows: Sequence[Row]) -> str:
                  f'hand-written peer</text>'
                  f'<text x="8" y="56" font-size="10.5" fill="#222">large mark: the median; '
                  f'bar: its 95% interval; small dots: the rounds; red ring: an outlier '
-                 f'round. Hover a mark for its value.</text>')
+                 f'round; orange triangle: a round with no clean window (foreign CPU). '
+                 f'Hover a mark for its value.</text>')
     for index, row in enumerate(ordered):
         y = TOP + index * LINE_HEIGHT + LINE_HEIGHT / 2 + 4
         style = ' font-style="italic"' if row.is_peer else ""
@@ -234,6 +246,81 @@ def case_chart(title: str, kind: str, rows: Sequence[Row]) -> str:
            headline_axis, colours, height)
     _panel(parts, ordered, CPU_FIGURE, "server CPU per message (us, log scale; lower is "
            "better)", "us/msg", cpu_axis, colours, height)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+COSTS_CHART = "chart-costs.svg"
+
+
+def costs_chart(costs: Sequence[Dict[str, Any]]) -> str:
+    """The SVG of the deterministic costs: per target (fewest instructions first) a bar of
+    its user-space instructions per message (log scale) and one of its system calls per
+    message (linear), each with its value on hover."""
+    def instructions(figures: Dict[str, Any]) -> float:
+        value = figures.get("instructions_per_msg")
+        return float(value) if isinstance(value, (int, float)) else math.inf
+
+    ordered = sorted(costs, key=lambda figures: (instructions(figures),
+                                                 str(figures.get("target"))))
+    families = sorted({target_family(str(f.get("target"))) for f in ordered})
+    colours = {name: family_colour(name, families) for name in families}
+    height = max(1, len(ordered)) * LINE_HEIGHT
+    total_width = LABEL_WIDTH + 2 * PANEL_WIDTH + PANEL_GAP + 20
+    total_height = TOP + height + BOTTOM
+    counted = [instructions(f) for f in ordered if instructions(f) < math.inf]
+    axis = LogAxis.around([*counted, min(counted, default=10.0) / 2], LABEL_WIDTH, PANEL_WIDTH)
+    calls = [float(f["syscalls_per_msg"]) for f in ordered
+             if isinstance(f.get("syscalls_per_msg"), (int, float))]
+    most = max([*calls, 1.0]) * 1.1
+    left = LABEL_WIDTH + PANEL_WIDTH + PANEL_GAP
+    title = "deterministic costs per message"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart costs" role="img" '
+             f'width="{total_width}" height="{total_height:.0f}" '
+             f'viewBox="0 0 {total_width} {total_height:.0f}" {FONT} '
+             f'data-case="{escape(title)}">',
+             _title(f"{title}: {len(ordered)} targets, fewest instructions first"),
+             f'<rect width="{total_width}" height="{total_height:.0f}" fill="#ffffff"/>',
+             f'<text x="8" y="18" font-size="13" font-weight="bold" fill="#111">'
+             f'{escape(title)} (fewest instructions first)</text>',
+             '<text x="8" y="40" font-size="10.5" fill="#222">user-space instructions '
+             '(callgrind) and system calls (strace) of the server per echoed message; '
+             'the colour is the backend family. Hover a bar for its value.</text>']
+    for panel_left, label in ((LABEL_WIDTH, "instructions per message (log scale)"),
+                              (left, "system calls per message")):
+        parts.append(f'<rect x="{panel_left:.1f}" y="{TOP - 6}" width="{PANEL_WIDTH}" '
+                     f'height="{height + 6:.1f}" fill="#fafafa" stroke="#cccccc"/>'
+                     f'<text x="{panel_left + PANEL_WIDTH / 2:.1f}" y="{TOP + height + 32:.1f}" '
+                     f'text-anchor="middle" font-size="11" fill="#222">{escape(label)}</text>')
+    for tick in axis.ticks():
+        x = axis.x(tick)
+        parts.append(f'<text x="{x:.1f}" y="{TOP + height + 14:.1f}" text-anchor="middle" '
+                     f'font-size="10" fill="#333">{escape(_tick_text(tick))}</text>')
+    for step in range(int(most) + 1):
+        x = left + step / most * PANEL_WIDTH
+        parts.append(f'<text x="{x:.1f}" y="{TOP + height + 14:.1f}" text-anchor="middle" '
+                     f'font-size="10" fill="#333">{step}</text>')
+    for index, figures in enumerate(ordered):
+        y = TOP + index * LINE_HEIGHT
+        name = f"{figures.get('target')} ({figures.get('interpreter')})"
+        colour = colours[target_family(str(figures.get("target")))]
+        parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y + 14:.1f}" text-anchor="end" '
+                     f'font-size="11" fill="{colour}">{escape(name)}</text>')
+        value = instructions(figures)
+        if value < math.inf:
+            width = axis.x(value) - LABEL_WIDTH
+            parts.append(f'<rect class="bar" x="{LABEL_WIDTH}" y="{y + 4:.1f}" '
+                         f'width="{width:.1f}" height="{LINE_HEIGHT - 8}" fill="{colour}">'
+                         f'{_title(f"{name}: {value:,.0f} instructions per message")}</rect>')
+        count = figures.get("syscalls_per_msg")
+        if isinstance(count, (int, float)):
+            width = float(count) / most * PANEL_WIDTH
+            by_name = ", ".join(f"{key} {number:.3f}" for key, number in
+                                (figures.get("syscalls_by_name") or {}).items())
+            parts.append(f'<rect class="bar" x="{left}" y="{y + 4:.1f}" width="{width:.1f}" '
+                         f'height="{LINE_HEIGHT - 8}" fill="{colour}">'
+                         f'{_title(f"{name}: {float(count):.3f} system calls ({by_name})")}'
+                         '</rect>')
     parts.append("</svg>")
     return "\n".join(parts)
 

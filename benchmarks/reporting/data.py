@@ -28,7 +28,7 @@ from ..suites.targets import PEERS, RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER
 from .stats import Estimate, median_ci, outliers, paired_ratio, unpaired_ratio
 
 KIND_ORDER = ("latency", "throughput", "bulk", "idle", "primitive")
-TARGET_ORDER = [*pollers.VARIANTS, *(peer.name for peer in PEERS)]
+TARGET_ORDER = [*pollers.VARIANTS, *pollers.ATTACHED_VARIANTS, *(peer.name for peer in PEERS)]
 NATIVE = "native"
 CPU_FIGURE = "server_cpu_us_per_msg"
 #: Sections of the report that are not ordinary cases (the case id's prefix).
@@ -42,6 +42,8 @@ def family(target: str) -> str:
     """
     if target in pollers.VARIANTS:
         return str(pollers.VARIANTS[target][0])
+    if target in pollers.ATTACHED_VARIANTS:
+        return str(pollers.ATTACHED_VARIANTS[target][0])
     if target.startswith("peer-"):
         word = target.split("-")[1] if "-" in target[5:] else target[5:]
         return "C" if word == "c" else word
@@ -118,6 +120,20 @@ class Row:
         values = self.values(CPU_FIGURE)
         return statistics.median(values) if values else None
 
+    def unclean_rounds(self) -> List[int]:
+        """The rounds that got no clean window (foreign CPU over the threshold every time)."""
+        return [int(figures.get("round", 1)) for figures in self.rounds
+                if figures.get("clean_window") is False]
+
+    @property
+    def reruns(self) -> int:
+        """Windows of this row discarded for their foreign CPU and run again."""
+        return sum(len(figures.get("discarded_windows") or []) for figures in self.rounds)
+
+    @property
+    def foreign_recorded(self) -> bool:
+        return any(figures.get("foreign_cpu_pct") is not None for figures in self.rounds)
+
     @property
     def client_bound_rounds(self) -> int:
         return sum(1 for figures in self.rounds if figures.get("client_bound"))
@@ -155,6 +171,20 @@ class Run:
     commits: List[str]
     rows: List[Row] = field(default_factory=list)
     settings: List[str] = field(default_factory=list)  # server settings, first seen first
+    #: The deterministic costs per target (`benchmarks.suites.test_bench_costs`): one
+    #: ``extra_info`` per target and interpreter, a later file's replacing an earlier one.
+    costs: List[Dict[str, Any]] = field(default_factory=list)
+    #: The report's notes kept in the first file (`slim`): used when none are given.
+    notes: List[str] = field(default_factory=list)
+    machine_notes: List[str] = field(default_factory=list)
+
+    def cost(self, target: str, interpreter: str) -> Optional[Dict[str, Any]]:
+        """The costs of ``target`` under ``interpreter`` (the native one's under any)."""
+        for figures in self.costs:
+            if figures.get("target") == target and (
+                    figures.get("interpreter") in (interpreter, NATIVE)):
+                return figures
+        return None
 
     def interpreters(self) -> List[str]:
         """Interpreters that ran Python servers, in first-seen order."""
@@ -260,6 +290,60 @@ def unpaired_speedup(row: Row, before: Row, figure: Optional[str] = None
 
 BASELINES = (RAW_SELECTORS_PEER, UVLOOP_PROTOCOL_PEER)
 
+#: The figures of an entry's ``extra_info`` that the report reads (`slim` keeps these).
+REPORT_FIGURES = (
+    "target", "interpreter", "case", "kind", "target_kind", "round", "rounds", "setting",
+    "description", "server_args", "cheap", "load_connections", "load_size", "load_idle",
+    "round_trips_per_s", "mb_per_s", "latency_p50_us", "latency_p99_us",
+    "server_cpu_us_per_msg", "client_bound", "rss_kib_per_connection", "load_average_1min",
+    "foreign_cpu_pct", "foreign_threshold_pct", "discarded_windows", "clean_window",
+    "instructions_per_msg", "instructions_note", "syscalls_per_msg", "syscalls_by_name",
+    "syscalls_note", "count_connections", "count_ready", "count_size", "count_messages",
+    "count_scheduling",
+)
+#: pytest-benchmark's statistics of an in-process primitive that the report reads.
+PRIMITIVE_STATS = ("mean", "median", "min", "stddev", "iqr", "q1", "q3", "rounds", "iterations")
+#: Where a saved run keeps the report's notes (``--note``, ``--machine-note``), so that the
+#: report rebuilt from the file alone is the same report.
+NOTES_KEY = "pollers_report"
+
+
+def slim(data: Dict[str, Any], notes: Sequence[str] = (),
+         machine_notes: Sequence[str] = ()) -> Dict[str, Any]:
+    """A saved run cut down to what the report reads, with the report's notes.
+
+    Each entry keeps its group, name and the `REPORT_FIGURES` of its ``extra_info``;
+    an in-process primitive also keeps the `PRIMITIVE_STATS` of pytest-benchmark's
+    statistics. Dropped: pytest-benchmark's per-entry copies (``params``, ``options``,
+    ``fullname``, ``param``), every raw timing (``stats["data"]``), and an echo run's
+    statistics (the wall time of the whole run, not a figure). The report of the slim
+    file is the report of the full one, byte for byte.
+    """
+    entries = []
+    for benchmark in data.get("benchmarks", []):
+        extra = benchmark.get("extra_info") or {}
+        entry: Dict[str, Any] = {"group": benchmark.get("group"), "name": benchmark.get("name"),
+                                 "extra_info": {key: extra[key] for key in REPORT_FIGURES
+                                                if key in extra}}
+        if extra.get("kind") == "primitive":
+            stats = benchmark.get("stats") or {}
+            entry["stats"] = {key: stats[key] for key in PRIMITIVE_STATS if key in stats}
+        entries.append(entry)
+    machine = dict(data.get("machine_info") or {})
+    if notes or machine_notes:
+        machine[NOTES_KEY] = {"notes": list(notes), "machine_notes": list(machine_notes)}
+    return {"machine_info": machine, "commit_info": data.get("commit_info") or {},
+            "datetime": data.get("datetime"), "version": data.get("version"),
+            "benchmarks": entries}
+
+
+def dump_slim(data: Dict[str, Any]) -> str:
+    """`slim`'s result as JSON text with one benchmark entry per line (reviewable diffs)."""
+    head = {key: value for key, value in data.items() if key != "benchmarks"}
+    lines = [json.dumps(entry) for entry in data["benchmarks"]]
+    return (json.dumps(head, indent=1)[:-2] + ',\n "benchmarks": [\n'
+            + ",\n".join(lines) + "\n]}\n")
+
 
 def _figures_from(benchmark: Dict[str, Any], pytest_python: str) -> Optional[Dict[str, Any]]:
     extra = dict(benchmark.get("extra_info") or {})
@@ -294,6 +378,9 @@ def load(paths: Sequence[Path]) -> Run:
         machine = data.get("machine_info") or {}
         if not run.machine:
             run.machine = machine
+            stored = machine.get(NOTES_KEY) or {}
+            run.notes = list(stored.get("notes", []))
+            run.machine_notes = list(stored.get("machine_notes", []))
         else:  # merge the server interpreters of several runs
             extra = machine.get("pollers_bench", {}).get("server_interpreters", [])
             bench = run.machine.setdefault("pollers_bench", {})
@@ -307,6 +394,12 @@ def load(paths: Sequence[Path]) -> Run:
         pytest_python = (f"{machine.get('python_implementation', '?')} "
                          f"{machine.get('python_version', '?')}")
         for benchmark in data["benchmarks"]:
+            extra = benchmark.get("extra_info") or {}
+            if extra.get("kind") == "costs":
+                key = (extra.get("target"), extra.get("interpreter"))
+                run.costs = [c for c in run.costs if (c.get("target"), c.get("interpreter"))
+                             != key] + [dict(extra)]
+                continue
             figures = _figures_from(benchmark, pytest_python)
             if figures is None:
                 continue

@@ -26,6 +26,15 @@ Options (each also read from an environment variable, for tox and CI):
   (A B C A B C ...), which makes slow drift on a shared machine hit each alike. Each
   round is one pytest-benchmark entry (``extra_info["round"]``); the report pairs them.
   Six rounds is the fewest for which the median's 95% interval exists.
+- ``--bench-foreign-threshold PCT`` (``BENCH_FOREIGN_THRESHOLD``, default 5): a measured
+  window in which processes other than the server, the load generator and this harness
+  used more CPU than PCT % of one core is discarded and run again; ``none`` keeps every
+  window (the foreign figure is still recorded).
+- ``--bench-foreign-reruns N`` (``BENCH_FOREIGN_RERUNS``, default 3): at most N reruns of
+  one window; a run that got no clean window is recorded as such (``clean_window``).
+- ``--bench-costs all|families|none`` (``BENCH_COSTS``): the targets whose instructions
+  and system calls per message `test_bench_costs` counts (default ``all``; ``families``
+  in the cheap mode: one variant per family and two peers).
 - ``--bench-lock PATH`` (``BENCH_LOCK``): hold an exclusive ``flock`` on PATH while the
   rounds of each echo case run, releasing it between cases, so that benchmark runs of
   several people on one machine take turns case by case rather than overlap.
@@ -50,16 +59,20 @@ import pollers
 from pollers.registry import DESCRIPTOR_LIMITS
 
 from .cases import EchoCase
+from .foreign import FOREIGN_RERUNS, FOREIGN_THRESHOLD_PCT
 from .harness import (
     BenchmarkError,
     CpuSet,
+    EchoResult,
     check,
     default_cpus,
     parse_cpus,
     realtime_unavailable_reason,
     run_echo,
+    run_echo_held,
     summary,
 )
+from .progress import Position, Progress
 from .targets import TARGETS, Interpreter, Target, probe
 
 #: Below this measured window (seconds) a run is the cheap mode: code paths, not figures.
@@ -93,6 +106,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     f"{FULL_ROUNDS}, {CHEAP_ROUNDS} in the cheap mode)")
     group.addoption("--bench-lock", default=None,
                     help="flock this file while each echo case runs (env BENCH_LOCK)")
+    group.addoption("--bench-foreign-threshold", default=None,
+                    help=f"discard a window whose foreign CPU passes this % of one core, or "
+                    f"'none' (env BENCH_FOREIGN_THRESHOLD, default {FOREIGN_THRESHOLD_PCT:g})")
+    group.addoption("--bench-costs", choices=("all", "families", "none"), default=None,
+                    help="targets whose costs per message are counted (env BENCH_COSTS; "
+                    "default all, families in the cheap mode)")
+    group.addoption("--bench-foreign-reruns", type=int, default=None,
+                    help=f"reruns of a discarded window at most (env BENCH_FOREIGN_RERUNS, "
+                    f"default {FOREIGN_RERUNS})")
 
 
 #: The load average when the session began (pytest-benchmark asks for the machine's
@@ -120,6 +142,9 @@ class BenchSettings:
     realtime: bool
     rounds: int
     lock: Optional[str]
+    foreign_threshold: Optional[float] = FOREIGN_THRESHOLD_PCT
+    foreign_reruns: int = FOREIGN_RERUNS
+    costs: str = "all"
 
     @property
     def cheap(self) -> bool:
@@ -164,6 +189,23 @@ def settings(config: pytest.Config) -> BenchSettings:
             CHEAP_ROUNDS if duration < CHEAP_DURATION else FULL_ROUNDS)
     if not 1 <= rounds <= 50:
         raise pytest.UsageError(f"--bench-rounds {rounds}: give 1 to 50 rounds")
+    threshold_text = (config.getoption("--bench-foreign-threshold")
+                      or os.environ.get("BENCH_FOREIGN_THRESHOLD", "")
+                      or f"{FOREIGN_THRESHOLD_PCT}")
+    try:
+        threshold = None if threshold_text.strip().lower() == "none" else float(threshold_text)
+    except ValueError:
+        raise pytest.UsageError(f"--bench-foreign-threshold {threshold_text!r}: give a "
+                                "percentage of one core, or none") from None
+    reruns = config.getoption("--bench-foreign-reruns")
+    if reruns is None:
+        reruns = int(os.environ.get("BENCH_FOREIGN_RERUNS", str(FOREIGN_RERUNS)))
+    if not 0 <= reruns <= 20:
+        raise pytest.UsageError(f"--bench-foreign-reruns {reruns}: give 0 to 20")
+    costs = config.getoption("--bench-costs") or os.environ.get("BENCH_COSTS", "") or (
+        "families" if duration < CHEAP_DURATION else "all")
+    if costs not in ("all", "families", "none"):
+        raise pytest.UsageError(f"BENCH_COSTS={costs!r}: give all, families or none")
     result = BenchSettings(
         duration=duration, warmup=warmup, pythons=[p.strip() for p in pythons],
         target_patterns=[p.strip() for p in patterns.split(",") if p.strip()],
@@ -175,6 +217,9 @@ def settings(config: pytest.Config) -> BenchSettings:
                       or os.environ.get("BENCH_REALTIME", "") not in ("", "0")),
         rounds=rounds,
         lock=config.getoption("--bench-lock") or os.environ.get("BENCH_LOCK") or None,
+        foreign_threshold=threshold,
+        foreign_reruns=reruns,
+        costs=costs,
     )
     if result.realtime:
         reason = realtime_unavailable_reason()
@@ -237,6 +282,32 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items[:] = [member for entry in order for member in (
         [item for _n, _i, item in sorted(blocks[entry], key=lambda t: (t[0], t[1]))]
         if isinstance(entry, str) else [entry])]
+
+
+_PROGRESS = pytest.StashKey[Progress]()
+_POSITIONS = pytest.StashKey[Dict[str, Position]]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Number the echo runs that will run (after ``-k`` and the like): case k of n, round
+    r of R, target t of T, for the progress line."""
+    blocks: Dict[str, List[pytest.Item]] = {}
+    for item in session.items:
+        key = _interleave_key(item)
+        if key is not None:
+            blocks.setdefault(key, []).append(item)
+    positions: Dict[str, Position] = {}
+    for case_number, members in enumerate(blocks.values(), 1):
+        rounds: Dict[int, List[pytest.Item]] = {}
+        for item in members:
+            number = int(item.callspec.params["bench_round"])  # type: ignore[attr-defined]
+            rounds.setdefault(number, []).append(item)
+        for number, runs in rounds.items():
+            for target_number, item in enumerate(runs, 1):
+                positions[item.nodeid] = Position(case_number, len(blocks), number,
+                                                  max(rounds), target_number, len(runs))
+    session.config.stash[_POSITIONS] = positions
+    session.config.stash[_PROGRESS] = Progress(total=len(positions))
 
 
 class _CaseLock:
@@ -336,8 +407,8 @@ EchoBench = Callable[..., None]
 
 
 @pytest.fixture
-def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
-               server_python: str, bench_round: int) -> EchoBench:
+def echo_bench(benchmark: Any, pytestconfig: pytest.Config, request: pytest.FixtureRequest,
+               target: Target, server_python: str, bench_round: int) -> EchoBench:
     """Run one round of an echo case against ``target`` under ``server_python``; record it.
 
     One pytest-benchmark entry per round (the whole run, whose wall time is not a
@@ -345,31 +416,51 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, target: Target,
     number of rounds go into ``benchmark.extra_info``. ``setting`` names a server
     setting (an environment, ``server_env``; one client served and gone before the
     load, ``close_one_first``) that the report shows as its own row.
-    A run that fails its sanity checks fails the test.
+    A run that fails its sanity checks fails the test. A window with more foreign CPU
+    than ``--bench-foreign-threshold`` is discarded and run again (`run_echo_held`);
+    the discarded windows are in ``extra_info["discarded_windows"]``.
     """
     bench = settings(pytestconfig)
     interpreter = probe(server_python)
+    tracker = pytestconfig.stash.get(_PROGRESS, None) or Progress(total=1)
+    where = pytestconfig.stash.get(_POSITIONS, {}).get(
+        request.node.nodeid, Position(1, 1, bench_round, bench.rounds, 1, 1))
 
     def run(case: EchoCase, setting: str = "", server_env: Optional[Dict[str, str]] = None,
             close_one_first: bool = False) -> None:
         reason = _skip_reason(target, case, interpreter, bench, server_python)
         if reason is not None:
+            tracker.end(ran=False)
             pytest.skip(reason)
         benchmark.group = case.group
         results = []
+        tracker.begin()
+        progress(pytestconfig, tracker.line(where))
+
+        def attempt() -> EchoResult:
+            result = run_echo(target, case.spec(bench.duration, bench.warmup), server_python,
+                              bench.server_cpu, bench.client_cpu, bench.realtime,
+                              bench.server_args, server_env or {}, close_one_first)
+            check(result)  # a broken run fails whatever its foreign figure
+            return result
+
+        def discarded(result: EchoResult, number: int) -> None:
+            tracker.rerun()
+            progress(pytestconfig, f"  window discarded: foreign CPU {result.foreign_cpu_pct}% "
+                     f"of one core > {bench.foreign_threshold:g}%; rerun {number} of at most "
+                     f"{bench.foreign_reruns}")
 
         def once() -> None:
-            results.append(run_echo(target, case.spec(bench.duration, bench.warmup),
-                                    server_python, bench.server_cpu, bench.client_cpu,
-                                    bench.realtime, bench.server_args, server_env or {},
-                                    close_one_first))
+            results.append(run_echo_held(attempt, bench.foreign_threshold,
+                                         bench.foreign_reruns, discarded))
 
         try:
             benchmark.pedantic(once, rounds=1, iterations=1, warmup_rounds=0)
             result = results[-1]
-            check(result)
         except BenchmarkError as exc:
             pytest.fail(str(exc), pytrace=False)
+        finally:
+            tracker.end()
         benchmark.extra_info.update(result.figures())
         benchmark.extra_info.update({
             "case": case.id, "kind": case.kind, "group": case.group,
@@ -456,6 +547,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "warmup_s": bench.warmup,
         "rounds": bench.rounds,
         "cheap": bench.cheap,
+        "foreign_threshold_pct": bench.foreign_threshold,
+        "foreign_reruns": bench.foreign_reruns,
         "load_average_start": config.stash.get(LOAD_AT_START, None),
         "load_average_end": _load_average(),
         "server_interpreters": [probe(python).as_dict() for python in bench.pythons],

@@ -34,6 +34,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Sequence, Tuple
 import psutil
 
 from ..loadgen.build import build
+from .foreign import clean_window, rerun_while_foreign
 from .targets import (
     REPO_ROOT,
     Target,
@@ -95,6 +96,14 @@ class EchoResult:
     server_exit: Optional[int]
     server_stderr_tail: str = ""
     notes: List[str] = field(default_factory=list)
+    #: CPU time that neither the server, the load generator nor this harness used on the
+    #: machine during the window, in % of one core (`foreign_cpu_percent`); None if unread.
+    foreign_cpu_pct: Optional[float] = None
+    #: The windows discarded before this one for their foreign CPU (`rerun_while_foreign`):
+    #: each one's figures, as `window_figures` gives them.
+    discarded: List[Dict[str, Any]] = field(default_factory=list)
+    #: The threshold the windows were held to (None: not held to one).
+    foreign_threshold_pct: Optional[float] = None
 
     @property
     def round_trips(self) -> int:
@@ -152,7 +161,75 @@ class EchoResult:
             "bytes_received": self.loadgen["bytes_received"],
             "loadgen_backend": self.loadgen["backend"],
             "errors": self.loadgen["errors"],
+            "foreign_cpu_pct": self.foreign_cpu_pct,
+            "foreign_threshold_pct": self.foreign_threshold_pct,
+            "discarded_windows": list(self.discarded),
+            "clean_window": clean_window(self.foreign_cpu_pct, self.foreign_threshold_pct),
         }
+
+    def window_figures(self) -> Dict[str, Any]:
+        """The few figures kept of a discarded window: enough to see what it would have said."""
+        return {
+            "foreign_cpu_pct": self.foreign_cpu_pct,
+            "round_trips_per_s": self.loadgen["round_trips_per_s"],
+            "server_cpu_us_per_msg": self.server_cpu_us_per_msg,
+            "latency_p50_us": self.loadgen["latency_us"]["p50"],
+        }
+
+
+# -- the machine's other work during a window ---------------------------------------
+
+
+def system_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (every CPU, psutil).
+
+    What ``psutil.cpu_percent`` counts as busy: all but idle and iowait (guest time is
+    already inside user time, so it is not counted twice). Linux accounts it in clock
+    ticks (10 ms per CPU), which bounds the resolution of `foreign_cpu_percent`.
+    """
+    times = psutil.cpu_times()
+    total = float(sum(times))
+    for name in ("idle", "iowait", "guest", "guest_nice"):
+        total -= getattr(times, name, 0.0)
+    return total
+
+
+def own_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU time of ``pids`` and of the children they have reaped, plus this process's."""
+    total, _source = processes_cpu_seconds(pids)
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.children_user + times.children_system
+    return total + time.process_time()
+
+
+@dataclass
+class ForeignSample:
+    """What `foreign_cpu_percent` needs at one edge of a window."""
+
+    wall: float
+    system: float
+    own: float
+
+    @classmethod
+    def take(cls, pids: Sequence[int]) -> ForeignSample:
+        return cls(time.monotonic(), system_busy_seconds(), own_cpu_seconds(pids))
+
+
+def foreign_cpu_percent(start: ForeignSample, end: ForeignSample) -> float:
+    """The machine's CPU time between two samples that the sampled processes did not use,
+    in % of one core: 100 means one whole CPU was busy with other work throughout.
+
+    Small negative values are the clock-tick rounding of the system-wide figure.
+    """
+    wall = end.wall - start.wall
+    if wall <= 0:
+        return 0.0
+    foreign = (end.system - start.system) - (end.own - start.own)
+    return round(100.0 * foreign / wall, 1)
 
 
 # -- the server's CPU time and memory ----------------------------------------------
@@ -376,9 +453,11 @@ class ServerProcess:
 
 
 def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
-                realtime: bool = False) -> Tuple[Dict[str, Any], float, str, Optional[int]]:
+                realtime: bool = False
+                ) -> Tuple[Dict[str, Any], float, str, Optional[int], Optional[float]]:
     """Drive ``server``; return the loadgen JSON, the server CPU seconds in its window,
-    how that CPU time was read, and the server's RSS at the window's end."""
+    how that CPU time was read, the server's RSS at the window's end and the foreign
+    CPU % of the window (`foreign_cpu_percent`; None if the marks were not seen)."""
     command = [*pin_prefix(cpus), str(build("loadgen")), "--host", server.host,
                "--port", str(server.port), *spec.arguments()]
     loadgen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -389,14 +468,20 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
     cpu_start = cpu_end = 0.0
     source = "none"
     rss_after: Optional[int] = None
+    ours = [*server.pids, loadgen.pid]
+    first: Optional[ForeignSample] = None
+    foreign: Optional[float] = None
     last = ""
     try:
         assert loadgen.stdout is not None and loadgen.stderr is not None
         for line in loadgen.stdout:
             if line.startswith("MARK window-start"):
                 cpu_start, source = processes_cpu_seconds(server.pids)
+                first = ForeignSample.take(ours)
             elif line.startswith("MARK window-end"):
                 cpu_end, source = processes_cpu_seconds(server.pids)
+                if first is not None:
+                    foreign = foreign_cpu_percent(first, ForeignSample.take(ours))
                 rss_after = processes_rss_kib(server.pids)
             elif line.strip():
                 last = line
@@ -416,7 +501,7 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
         ) from None
     if "fatal" in report:
         raise BenchmarkError(f"load generator: {report['fatal']}")
-    return report, cpu_end - cpu_start, source, rss_after
+    return report, cpu_end - cpu_start, source, rss_after, foreign
 
 
 def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
@@ -445,16 +530,32 @@ def run_echo(target: Target, spec: LoadSpec, python: Optional[str] = None,
         if close_one_first:
             close_one_connection(server.host, server.port)
         rss_before = processes_rss_kib(server.pids)
-        report, server_cpu_s, source, rss_after = run_loadgen(server, spec, client_cpus, realtime)
+        report, server_cpu_s, source, rss_after, foreign = run_loadgen(
+            server, spec, client_cpus, realtime)
         status = server.stop()
         return EchoResult(
             target=result_name(target), interpreter=interpreter, spec=spec, loadgen=report,
             server_cpu_s=server_cpu_s, server_cpu_source=source,
             server_rss_kib_before=rss_before, server_rss_kib_after=rss_after,
             server_exit=status, server_stderr_tail=server.stderr_tail(),
+            foreign_cpu_pct=foreign,
         )
     finally:
         server.close()
+
+
+def run_echo_held(run: Callable[[], EchoResult], threshold: Optional[float],
+                  reruns: int, on_discard: Optional[Callable[[EchoResult, int], None]] = None,
+                  ) -> EchoResult:
+    """``run()`` (a `run_echo`) held to ``threshold``: its windows with more foreign CPU
+    are discarded and run again (`rerun_while_foreign`), at most ``reruns`` times. The
+    result carries the threshold and the discarded windows' figures; it says whether it
+    is clean itself (``figures()["clean_window"]``)."""
+    result, discarded = rerun_while_foreign(run, lambda r: r.foreign_cpu_pct, threshold,
+                                            reruns, on_discard)
+    result.foreign_threshold_pct = threshold
+    result.discarded = [window.window_figures() for window in discarded]
+    return result
 
 
 def close_one_connection(host: str, port: int, timeout: float = 10.0) -> None:
@@ -510,6 +611,12 @@ def summary(result: EchoResult) -> str:
     """One human line: the figures that matter, for progress output."""
     latency = result.loadgen["latency_us"]
     flag = "  [client-bound]" if result.client_bound else ""
+    if result.foreign_cpu_pct is not None:
+        flag += f"  foreign {result.foreign_cpu_pct:.1f}%"
+    if result.discarded:
+        flag += f" ({len(result.discarded)} window(s) discarded)"
+    if clean_window(result.foreign_cpu_pct, result.foreign_threshold_pct) is False:
+        flag += "  [no clean window]"
     return (f"{result.round_trips / float(result.loadgen['window_s']):>10,.0f} rt/s "
             f"{result.loadgen['mb_per_s']:>8.1f} MB/s  p50 {latency['p50']:>8.1f} us  "
             f"p99 {latency['p99']:>8.1f} us  server {result.server_cpu_us_per_msg:6.2f} us/msg  "

@@ -40,7 +40,7 @@ class Target:
     """One echo server to benchmark."""
 
     name: str
-    kind: str  # "variant" or "peer"
+    kind: str  # "variant" (owned or attached) or "peer"
     description: str
     script: Optional[str] = None  # peers: a module of benchmarks.peers, or a C program
     options: Tuple[str, ...] = ()
@@ -52,6 +52,9 @@ class Target:
 
         ``server_args`` go to the project's server only (peers have no such options).
         """
+        if self.kind == "variant" and self.script is not None:  # an attached variant's host
+            return [python, "-m", f"benchmarks.peers.{self.script}", "--variant", self.name,
+                    "--host", "127.0.0.1", "--port", "0"]
         if self.kind == "variant":
             family, options = pollers.VARIANTS[self.name]
             flags = [f"--{key}={value}" for key, value in options.items()]
@@ -95,7 +98,18 @@ VARIANT_TARGETS: Tuple[Target, ...] = tuple(
     for name, (family, options) in pollers.VARIANTS.items()
 )
 
-TARGETS: Dict[str, Target] = {target.name: target for target in VARIANT_TARGETS + PEERS}
+#: The attached variants served by a host that owns its loop (`benchmarks.peers.attached_echo`):
+#: asyncio's and Tornado's, beside the owned ones.
+ATTACHED_TARGETS: Tuple[Target, ...] = tuple(
+    Target(name, "variant", f"the echo server on a poller attached to the host's {family} "
+           f"loop ({options.get('loop', family)})", "attached_echo")
+    for name, (family, options) in pollers.ATTACHED_VARIANTS.items()
+    if family in ("asyncio", "tornado")
+)
+
+TARGETS: Dict[str, Target] = {
+    target.name: target for target in VARIANT_TARGETS + ATTACHED_TARGETS + PEERS
+}
 
 
 #: The modules whose versions the probe reports: the libraries the families declare
@@ -121,7 +135,8 @@ for name in sys.argv[1:]:  # PROBED_MODULES
         info["modules"][name] = None
 try:
     import pollers
-    info["variants"] = {v.name: v.reason for v in pollers.variants()}
+    info["variants"] = {v.name: v.reason
+                        for v in pollers.variants() + pollers.attached_variants()}
 except Exception as exc:
     info["pollers_error"] = repr(exc)
 try:

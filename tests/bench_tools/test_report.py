@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.report import main
 from benchmarks.reporting.data import load, paired_speedup
-from benchmarks.reporting.fixtures import EXAMPLE, write_run
+from benchmarks.reporting.fixtures import EXAMPLE, foreign_and_costs_run, write_run
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -140,3 +140,78 @@ def test_the_environment_says_how_loaded_the_machine_was(tmp_path: Path) -> None
             "runs") in environment
     assert "| machine during the run | shared with three test suites |" in environment
     assert "shared with three test suites" in (out / "report.html").read_text()
+
+
+def test_the_example_report_is_rebuilt_byte_for_byte_from_its_slim_json(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The committed report is what `benchmarks.report` makes of the committed bench.json
+    alone (its notes are kept in it), so the example cannot drift from its data."""
+    folder = EXAMPLE.parent
+    monkeypatch.chdir(folder.parents[1])  # the report names its source as given
+    assert main([str(EXAMPLE.relative_to(folder.parents[1])), "--out", str(tmp_path)]) == 0
+    made = sorted(path.name for path in tmp_path.iterdir())
+    committed = sorted(path.name for path in folder.iterdir() if path.name != "bench.json")
+    assert made == committed
+    for name in made:
+        assert (tmp_path / name).read_bytes() == (folder / name).read_bytes(), name
+
+
+def test_the_slim_json_keeps_the_report_and_drops_the_copies(tmp_path: Path) -> None:
+    from benchmarks.reporting.data import NOTES_KEY
+
+    data = json.loads(EXAMPLE.read_text())
+    assert NOTES_KEY in data["machine_info"]
+    for entry in data["benchmarks"]:
+        assert set(entry) <= {"group", "name", "extra_info", "stats"}
+        assert "data" not in entry.get("stats", {})
+    assert EXAMPLE.stat().st_size < 1_000_000
+    again = tmp_path / "again.json"
+    assert main([str(EXAMPLE), "--out", str(tmp_path / "a"), "--slim", str(again)]) == 0
+    assert json.loads(again.read_text()) == data  # slimming is idempotent
+
+
+def test_the_report_shows_foreign_cpu_reruns_and_unclean_runs(tmp_path: Path) -> None:
+    run = foreign_and_costs_run(tmp_path / "run.json")
+    assert main([str(run), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "4 windows discarded and run again, 1 run without a clean window" in summary
+    cases = text.split("## Cases", 1)[1]
+    row = next(line for line in cases.splitlines() if line.startswith("| `selectors-epoll` |"))
+    assert "3.0 (4) **no clean window: r3**" in row  # median of 1.5, 3.0, 97.5; 1 + 3 reruns
+    chart = (tmp_path / "r" / "chart-throughput-1-kib-x-64-connections.svg").read_text()
+    root = ElementTree.fromstring(chart)
+    marks = root.findall(f".//{SVG}path[@class='foreign']")
+    assert len(marks) == 2  # round 3 of selectors-epoll, in both panels
+    assert all("foreign CPU 97.5%" in mark.findtext(f"{SVG}title", "") for mark in marks)
+
+
+def test_the_report_tables_and_charts_the_costs_per_message(tmp_path: Path) -> None:
+    run = foreign_and_costs_run(tmp_path / "run.json")
+    assert main([str(run), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    section = text.split("## Deterministic costs per message", 1)[1].split("\n## ", 1)[0]
+    assert "| `peer-asyncio-protocol` | CPython 3.11.7 | asyncio | 14,617 | 5.021 |" in section
+    assert "`mmap` 1.000, `mremap` 1.000, `munmap` 1.000" in section
+    cases = text.split("## Cases", 1)[1]
+    row = next(line for line in cases.splitlines() if line.startswith("| `peer-c-epoll` |"))
+    assert row.endswith("| 1.5 | 93 | 2.021 |")
+    malloc_pointer = "`peer-asyncio-protocol` makes 5.021 system calls per message"
+    assert malloc_pointer not in text  # no malloc section in this run: nothing to point from
+    svg = ElementTree.fromstring((tmp_path / "r" / "chart-costs.svg").read_text())
+    bars = svg.findall(f".//{SVG}rect[@class='bar']")
+    assert len(bars) == 6
+    titles = [bar.findtext(f"{SVG}title", "") for bar in bars]
+    assert "peer-c-epoll (CPython 3.11.7): 93 instructions per message" in titles
+    assert any(t.startswith("peer-asyncio-protocol (CPython 3.11.7): 5.021 system calls (mmap")
+               for t in titles)
+
+
+def test_a_run_without_the_new_figures_says_not_recorded(tmp_path: Path) -> None:
+    assert main([str(EXAMPLE), "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "Foreign CPU (other work on the machine during each window): not recorded" in text
+    section = text.split("## Deterministic costs per message", 1)[1].split("\n## ", 1)[0]
+    assert "Not recorded in this run" in section
+    row = next(line for line in text.splitlines() if line.startswith("| `peer-c-epoll` |"))
+    assert row.endswith("| not recorded | not recorded | not recorded |")

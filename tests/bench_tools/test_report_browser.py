@@ -14,7 +14,7 @@ import pytest
 from benchmarks.report import main
 from benchmarks.reporting.browser import find_chromium, render
 from benchmarks.reporting.data import load
-from benchmarks.reporting.fixtures import EXAMPLE
+from benchmarks.reporting.fixtures import EXAMPLE, foreign_and_costs_run
 
 pytestmark = pytest.mark.skipif(
     find_chromium() is None,
@@ -66,3 +66,40 @@ def test_the_check_sees_console_errors_and_blocked_loads(tmp_path: Path) -> None
     assert "console.error: deliberate" in text
     assert "undefined_function" in text
     assert "blocked.png" in text or "Content Security Policy" in text
+
+
+COSTS_FACTS = """(function () {
+  var chart = document.querySelector("svg.chart.costs");
+  var table = null;
+  document.querySelectorAll("table").forEach(function (candidate) {
+    if (candidate.rows[0].textContent.indexOf("system calls per message, by name") >= 0) {
+      table = candidate;
+    }
+  });
+  var header = Array.prototype.filter.call(table.rows[0].cells, function (th) {
+    return th.textContent === "instructions/msg"; })[0];
+  function first() { return table.tBodies[0].rows[0].cells[0].textContent; }
+  header.click();
+  var ascending = first();
+  header.click();
+  var descending = first();
+  var box = chart.getBoundingClientRect();
+  return JSON.stringify({bars: chart.querySelectorAll("rect.bar").length,
+                         drawn: box.width > 300 && box.height > 80,
+                         foreign: document.querySelectorAll("svg.chart path.foreign").length,
+                         ascending: ascending, descending: descending});
+})()"""
+
+
+def test_chromium_sorts_the_costs_table_and_draws_its_chart(tmp_path: Path) -> None:
+    import json
+
+    run = foreign_and_costs_run(tmp_path / "run.json")
+    assert main([str(run), "--out", str(tmp_path / "r")]) == 0
+    visit = render(tmp_path / "r" / "report.html", COSTS_FACTS, screenshot=False)
+    assert visit.errors == []
+    facts = json.loads(visit.value)
+    assert facts["bars"] == 6 and facts["drawn"]
+    assert facts["foreign"] == 2  # the round with no clean window, in both panels
+    assert (facts["ascending"], facts["descending"]) == ("peer-c-epoll",
+                                                         "peer-asyncio-protocol")
