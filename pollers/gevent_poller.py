@@ -29,6 +29,7 @@ called, a deadline passed).
 
 from __future__ import annotations
 
+import abc
 import importlib
 import math
 import signal
@@ -108,39 +109,16 @@ class _LoopErrors:
             )
 
 
-class GeventPoller(SelfDrivenPoller):
-    """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
+class GeventWatchers(Poller):
+    """Registrations as io watchers of ``self._loop`` (one per registration with
+    interest, its `Registration.data`), calling ``self._on_ready``: the owned pollers'
+    and the attached ones' (`pollers.gevent_attached`)."""
 
-    def __init__(self, loop: str = "libev") -> None:
-        super().__init__()
-        reason = gevent_unavailable_reason(loop)
-        if reason is not None:
-            raise ValueError(reason)
-        self.name = f"gevent-{loop}"
-        self._loop: Any = _loop_class(loop)(default=False)
-        self._loop.error_handler = _LoopErrors(self)
-        self._timer: Any = None
-        self._timer_for: Optional[float] = None
-        self._waker: Any = self._loop.async_()
-        self._waker.start(self._on_wake)
-        self._signal_watchers: Dict[int, Any] = {}
+    _loop: Any
 
-    # -- descriptors -------------------------------------------------------
-
+    @abc.abstractmethod
     def _on_ready(self, revents: int, registration: Registration) -> None:
         """An io watcher's callback: deliver the ready bits within the current interest."""
-        events = _FROM_LOOP[revents & 3] & registration.events
-        if events:
-            try:
-                registration.handler(registration.fileobj, events)
-            except Exception:
-                self._dispatch_failed(registration)
-            except BaseException as exc:  # the loop would print and swallow it
-                self._escape(exc)
-
-    def _escape(self, exc: BaseException) -> None:
-        super()._escape(exc)
-        self._loop.break_()  # end the loop's pass now
 
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
@@ -171,6 +149,40 @@ class GeventPoller(SelfDrivenPoller):
 
     def _backend_release(self, registration: Registration) -> None:
         self._stop_watcher(registration)
+
+
+class GeventPoller(GeventWatchers, SelfDrivenPoller):
+    """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
+
+    def __init__(self, loop: str = "libev") -> None:
+        super().__init__()
+        reason = gevent_unavailable_reason(loop)
+        if reason is not None:
+            raise ValueError(reason)
+        self.name = f"gevent-{loop}"
+        self._loop = _loop_class(loop)(default=False)
+        self._loop.error_handler = _LoopErrors(self)
+        self._timer: Any = None
+        self._timer_for: Optional[float] = None
+        self._waker: Any = self._loop.async_()
+        self._waker.start(self._on_wake)
+        self._signal_watchers: Dict[int, Any] = {}
+
+    # -- descriptors: `GeventWatchers`' ---------------------------------------
+
+    def _on_ready(self, revents: int, registration: Registration) -> None:
+        events = _FROM_LOOP[revents & 3] & registration.events
+        if events:
+            try:
+                registration.handler(registration.fileobj, events)
+            except Exception:
+                self._dispatch_failed(registration)
+            except BaseException as exc:  # the loop would print and swallow it
+                self._escape(exc)
+
+    def _escape(self, exc: BaseException) -> None:
+        super()._escape(exc)
+        self._loop.break_()  # end the loop's pass now
 
     # -- callbacks, timers, signals ------------------------------------------
 
