@@ -39,8 +39,8 @@ import threading
 from typing import Any, Dict, Optional, Tuple
 
 from .attached import ScheduledAttachedPoller
-from .base import Callback, Poller, Registration
-from .gevent_poller import _FROM_LOOP, LOOP_CLASSES, GeventWatchers
+from .base import Callback, Poller
+from .gevent_poller import LOOP_CLASSES, GeventWatchers
 
 
 def _c_level_handler(sig: int) -> Optional[int]:
@@ -91,13 +91,10 @@ class AttachedGeventPoller(GeventWatchers, ScheduledAttachedPoller):
 
     # -- descriptors: `GeventWatchers`' ---------------------------------------
 
-    def _on_ready(self, revents: int, registration: Registration) -> None:
-        events = _FROM_LOOP[revents & 3] & registration.events
-        if events:
-            try:
-                registration.handler(registration.fileobj, events)
-            except Exception:
-                self._dispatch_failed(registration)
+    def _escape(self, exc: BaseException) -> None:
+        """A handler's BaseException is the hub's to handle (``Hub.handle_error`` raises
+        it in the hub's parent greenlet): let it leave the watcher's callback."""
+        raise exc
 
     # -- callbacks and timers ----------------------------------------------
 

@@ -29,7 +29,6 @@ called, a deadline passed).
 
 from __future__ import annotations
 
-import abc
 import importlib
 import math
 import signal
@@ -37,7 +36,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration, logger
-from .family import Family, Option, VariantSpec
+from .family import Family, Option, VariantSpec, attached_forms
 from .self_driven import SelfDrivenPoller
 
 #: ``loop=`` choice -> the loop classes gevent offers for it, in gevent's order of preference.
@@ -111,14 +110,22 @@ class _LoopErrors:
 
 class GeventWatchers(Poller):
     """Registrations as io watchers of ``self._loop`` (one per registration with
-    interest, its `Registration.data`), calling ``self._on_ready``: the owned pollers'
-    and the attached ones' (`pollers.gevent_attached`)."""
+    interest, its `Registration.data`): the owned pollers' and the attached ones'
+    (`pollers.gevent_attached`). A handler's BaseException that is not an Exception
+    goes to `Poller._escape`, which each says how to handle."""
 
     _loop: Any
 
-    @abc.abstractmethod
     def _on_ready(self, revents: int, registration: Registration) -> None:
         """An io watcher's callback: deliver the ready bits within the current interest."""
+        events = _FROM_LOOP[revents & 3] & registration.events
+        if events:
+            try:
+                registration.handler(registration.fileobj, events)
+            except Exception:
+                self._dispatch_failed(registration)
+            except BaseException as exc:
+                self._escape(exc)
 
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
@@ -170,17 +177,9 @@ class GeventPoller(GeventWatchers, SelfDrivenPoller):
 
     # -- descriptors: `GeventWatchers`' ---------------------------------------
 
-    def _on_ready(self, revents: int, registration: Registration) -> None:
-        events = _FROM_LOOP[revents & 3] & registration.events
-        if events:
-            try:
-                registration.handler(registration.fileobj, events)
-            except Exception:
-                self._dispatch_failed(registration)
-            except BaseException as exc:  # the loop would print and swallow it
-                self._escape(exc)
-
     def _escape(self, exc: BaseException) -> None:
+        """A handler's BaseException: the loop would print and swallow it, so keep it
+        for `run` to raise."""
         super()._escape(exc)
         self._loop.break_()  # end the loop's pass now
 
@@ -259,21 +258,19 @@ def _attach(host: object, **options: Any) -> Optional[Poller]:
     return attach_gevent(host, **options)
 
 
+_VARIANTS = tuple(
+    VariantSpec(f"gevent-{kind}", {"loop": kind}, runs_on) for kind, runs_on in LOOP_RUNS_ON.items()
+)
+
 FAMILY = Family(
     name="gevent",
     summary="io, timer, async and signal watchers of a private gevent loop (no hub, no patching)",
     options=(Option("loop", tuple(LOOP_CLASSES), "libev", "gevent loop"),),
-    variants=tuple(
-        VariantSpec(f"gevent-{kind}", {"loop": kind}, runs_on)
-        for kind, runs_on in LOOP_RUNS_ON.items()
-    ),
+    variants=_VARIANTS,
     factory=GeventPoller,
     libraries=("gevent",),
     unavailable_reason=lambda options: gevent_unavailable_reason(options["loop"]),
     attach=_attach,
     attach_accepts="a gevent hub or its loop (gevent.get_hub(), gevent.get_hub().loop)",
-    attached_variants=tuple(
-        VariantSpec(f"gevent-{kind}-attached", {"loop": kind}, runs_on)
-        for kind, runs_on in LOOP_RUNS_ON.items()
-    ),
+    attached_variants=attached_forms(_VARIANTS),
 )
