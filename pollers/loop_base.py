@@ -72,7 +72,7 @@ class LoopBackedPoller(Poller):
         # add_signal_handler() and run(), or between two runs, is dropped. So on
         # uvloop the handled signals stay blocked while the loop is not running
         # and are released (pending ones delivered) as the loop starts.
-        self._holds_signals = type(asyncio_loop).__module__.startswith("uvloop")
+        self._holds_signals = loop_kind(asyncio_loop) == "uvloop"
         self._held_signals: Set[int] = set()
 
     def call_soon(self, callback: Callback, *args: Any) -> None:
