@@ -30,10 +30,9 @@ from __future__ import annotations
 import abc
 import collections
 import signal
-import time
 from typing import Any, Deque, Dict, Optional, Tuple
 
-from .base import Callback, Poller, Registration
+from .base import Callback, HostTimerPoller, Poller, Registration
 
 #: Signal handlers that are no one's: a host that has one of these has not claimed the signal.
 UNCLAIMED_HANDLERS = (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, None)
@@ -175,7 +174,7 @@ class AttachedPoller(Poller):
         """Nothing to release: the loop is the host's."""
 
 
-class ScheduledAttachedPoller(AttachedPoller):
+class ScheduledAttachedPoller(AttachedPoller, HostTimerPoller):
     """An attached poller whose `call_soon` queue and timer heap run behind timed calls of
     the host's: one zero-delay call while callbacks are queued (so a callback queued by
     a callback runs on the next pass, after the host has polled, as on asyncio) and one
@@ -186,16 +185,6 @@ class ScheduledAttachedPoller(AttachedPoller):
         #: What `call_soon` queued, run in order behind the zero-delay call `_soon_call`.
         self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
         self._soon_call: Any = None
-        self._timer_call: Any = None  # the host's call armed for the first deadline
-        self._timer_for: Optional[float] = None
-
-    @abc.abstractmethod
-    def _schedule(self, delay: float, callback: Callback) -> Any:
-        """Ask the host to run ``callback()`` once in ``delay`` seconds; a handle."""
-
-    @abc.abstractmethod
-    def _unschedule(self, handle: Any) -> None:
-        """Let go of what `_schedule` returned, whether or not it has run yet."""
 
     def call_soon(self, callback: Callback, *args: Any) -> None:
         self._check_usable()
@@ -203,22 +192,8 @@ class ScheduledAttachedPoller(AttachedPoller):
         if self._soon_call is None:
             self._soon_call = self._schedule(0.0, self._run_pass)
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        self._arm(when)
-
-    def _arm(self, when: Optional[float]) -> None:
-        if when is None or (self._timer_for is not None and self._timer_for <= when):
-            return
-        if self._timer_call is not None:
-            self._unschedule(self._timer_call)
-        self._timer_for = when
-        self._timer_call = self._schedule(max(0.0, when - time.monotonic()), self._on_timer)
-
     def _on_timer(self) -> None:
-        fired = self._timer_call
-        self._timer_call = self._timer_for = None
-        if fired is not None:
-            self._unschedule(fired)
+        self._disarm()  # it has run, but a gevent timer must still be closed
         self._run_pass()
 
     def _run_pass(self) -> None:
@@ -247,8 +222,9 @@ class ScheduledAttachedPoller(AttachedPoller):
                     self._soon_call = self._schedule(0.0, self._run_pass)
 
     def _release_host_calls(self) -> None:
-        for handle in (self._soon_call, self._timer_call):
-            if handle is not None:
-                self._unschedule(handle)
-        self._soon_call = self._timer_call = self._timer_for = None
+        soon = self._soon_call
+        if soon is not None:
+            self._soon_call = None
+            self._unschedule(soon)
+        self._disarm()
         self._ready.clear()

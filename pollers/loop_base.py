@@ -3,7 +3,8 @@ Twisted's asyncio reactor).
 
 Those loops bring their own timers, but asyncio does not promise that timers
 with equal deadlines run in the order they were scheduled. So these backends
-keep our `TimerQueue` and arm a single loop timer for its earliest deadline.
+keep our `TimerQueue` and arm a single loop timer for its earliest deadline
+(`pollers.base.HostTimerPoller`).
 
 `LoopBackedPoller` does the rest the asyncio loop's way (callbacks through
 ``call_soon``, the timer through ``call_later``, `run` as ``run_forever``, `stop`
@@ -16,11 +17,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import signal
-import time
 from typing import Any, Callable, Optional, Set, Tuple
 
 from .attached import AttachedPoller
-from .base import Callback, Poller
+from .base import Callback, HostTimerPoller
 from .family import Option
 from .kernel import forget_stale_entry, loop_selector
 
@@ -56,7 +56,7 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-class LoopBackedPoller(Poller):
+class LoopBackedPoller(HostTimerPoller):
     """A `Poller` whose waiting is done by ``self._asyncio_loop``.
 
     A backend implements the descriptor hooks (``_backend_register``,
@@ -66,8 +66,6 @@ class LoopBackedPoller(Poller):
     def __init__(self, asyncio_loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._asyncio_loop = asyncio_loop
-        self._armed_handle: Any = None
-        self._armed_for: Optional[float] = None
         # uvloop only listens for signals while it runs: one that arrives between
         # add_signal_handler() and run(), or between two runs, is dropped. So on
         # uvloop the handled signals stay blocked while the loop is not running
@@ -84,11 +82,9 @@ class LoopBackedPoller(Poller):
         self._asyncio_loop.call_soon_threadsafe(self._run_callback, callback, args)
 
     def _schedule(self, delay: float, callback: Callback) -> Any:
-        """Ask the underlying loop to run ``callback()`` in ``delay`` seconds."""
         return self._asyncio_loop.call_later(delay, callback)
 
     def _unschedule(self, handle: Any) -> None:
-        """Cancel what `_schedule` returned."""
         handle.cancel()
 
     def _backend_run(self) -> None:
@@ -98,19 +94,8 @@ class LoopBackedPoller(Poller):
         self._check_usable()
         self._asyncio_loop.stop()
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        self._arm(when)
-
-    def _arm(self, when: Optional[float]) -> None:
-        if when is None or (self._armed_for is not None and self._armed_for <= when):
-            return
-        if self._armed_handle is not None:
-            self._unschedule(self._armed_handle)
-        self._armed_for = when
-        self._armed_handle = self._schedule(max(0.0, when - time.monotonic()), self._on_timer)
-
     def _on_timer(self) -> None:
-        self._armed_handle = self._armed_for = None
+        self._armed_handle = self._armed_for = None  # it has run: nothing to cancel
         # Run the due timers behind the callbacks already queued, as asyncio itself
         # does; libuv (uvloop) would otherwise run them ahead of those callbacks.
         self._asyncio_loop.call_soon(self._on_timers_due)
@@ -210,9 +195,7 @@ class AttachedLoopPoller(AttachedPoller, LoopBackedPoller):
         super().call_soon_threadsafe(self._run_if_open, callback, args)
 
     def _release_host_calls(self) -> None:
-        if self._armed_handle is not None:
-            self._unschedule(self._armed_handle)
-            self._armed_handle = self._armed_for = None
+        self._disarm()
 
     # -- signals -----------------------------------------------------------
 
