@@ -30,7 +30,7 @@ import contextvars
 from typing import Any, Callable, Dict, Optional
 
 from .base import READ, WRITE, Poller, Registration
-from .family import Family, VariantSpec
+from .family import Family, VariantSpec, attached_forms
 from .loop_base import (
     LOOP_OPTION,
     LOOP_RUNS_ON,
@@ -222,26 +222,21 @@ def _attach(host: object, **options: Any) -> Optional[Poller]:
     return AttachedAsyncioPoller(host)
 
 
+_VARIANTS = tuple(
+    VariantSpec("asyncio" if loop == "asyncio" else f"asyncio-{loop}", {"loop": loop}, runs_on)
+    for loop, runs_on in LOOP_RUNS_ON.items()
+)
+
 FAMILY = Family(
     name="asyncio",
     summary="loop.add_reader / add_writer on an asyncio event loop",
     options=(LOOP_OPTION,),
-    variants=tuple(
-        VariantSpec("asyncio" if loop == "asyncio" else f"asyncio-{loop}", {"loop": loop}, runs_on)
-        for loop, runs_on in LOOP_RUNS_ON.items()
-    ),
+    variants=_VARIANTS,
     factory=AsyncioPoller,
     unavailable_reason=lambda options: loop_unavailable_reason(options["loop"]),
     merges_read_and_write=False,
     libraries=("uvloop",),
     attach=_attach,
     attach_accepts="an asyncio event loop (asyncio.AbstractEventLoop, uvloop's included)",
-    attached_variants=tuple(
-        VariantSpec(
-            "asyncio-attached" if loop == "asyncio" else f"asyncio-{loop}-attached",
-            {"loop": loop},
-            runs_on,
-        )
-        for loop, runs_on in LOOP_RUNS_ON.items()
-    ),
+    attached_variants=attached_forms(_VARIANTS),
 )

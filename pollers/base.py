@@ -503,3 +503,50 @@ class Poller(abc.ABC):
 
     @abc.abstractmethod
     def _backend_close(self) -> None: ...
+
+
+class HostTimerPoller(Poller):
+    """A `Poller` whose timer heap waits on one timed call of the loop it sits on (an
+    asyncio loop, a Twisted reactor, a gevent loop), armed for the heap's earliest
+    deadline: those loops do not promise that timers with equal deadlines run in the
+    order they were scheduled, so the heap keeps the order and the loop keeps the time.
+
+    A backend implements `_schedule`, `_unschedule` and ``_on_timer`` (which starts
+    with `_disarm` and ends by arming the heap's next deadline).
+    """
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._armed_handle: Any = None  # what `_schedule` returned for the armed deadline
+        self._armed_for: Optional[float] = None
+
+    @abc.abstractmethod
+    def _schedule(self, delay: float, callback: Callback) -> Any:
+        """Ask the loop to run ``callback()`` once in ``delay`` seconds; a handle."""
+
+    @abc.abstractmethod
+    def _unschedule(self, handle: Any) -> None:
+        """Let go of what `_schedule` returned, whether or not it has run yet."""
+
+    @abc.abstractmethod
+    def _on_timer(self) -> None:
+        """The armed call is due."""
+
+    def _backend_first_deadline_changed(self, when: float) -> None:
+        self._arm(when)
+
+    def _arm(self, when: Optional[float]) -> None:
+        """Make sure the loop calls `_on_timer` by ``when`` (None: no deadline)."""
+        if when is None or (self._armed_for is not None and self._armed_for <= when):
+            return
+        if self._armed_handle is not None:
+            self._unschedule(self._armed_handle)
+        self._armed_for = when
+        self._armed_handle = self._schedule(max(0.0, when - time.monotonic()), self._on_timer)
+
+    def _disarm(self) -> None:
+        """Let go of the armed call, if any (also from `_on_timer`, once it has run)."""
+        handle = self._armed_handle
+        if handle is not None:
+            self._armed_handle = self._armed_for = None
+            self._unschedule(handle)

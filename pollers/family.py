@@ -19,8 +19,8 @@ third-party library (Tornado, uvloop, ...) only inside ``factory`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping, Optional, Tuple
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Optional, Tuple
 
 if TYPE_CHECKING:
     from .base import Poller
@@ -49,6 +49,13 @@ class VariantSpec:
     #: The lowest descriptor number it refuses at ``register`` (select(2)'s
     #: ``FD_SETSIZE``), or None if it takes any (the contract's behaviour 8).
     descriptor_limit: Optional[int] = None
+
+
+def attached_forms(variants: Iterable[VariantSpec]) -> Tuple[VariantSpec, ...]:
+    """Each of ``variants`` as an attached variant (``Family.attached_variants``): named
+    ``<name>-attached``, with the same options (those of the host loop it stands for),
+    platforms and descriptor limit."""
+    return tuple(replace(variant, name=f"{variant.name}-attached") for variant in variants)
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,15 @@ is the hub's to handle, which raises it in the hub's parent greenlet (so out of 
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import signal
 import sys
 import threading
-import time
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from .base import Callback, Poller, Registration
-from .gevent_poller import _FROM_LOOP, _TO_LOOP, LOOP_CLASSES
-from .loop_base import _UNCLAIMED_HANDLERS
+from .attached import ScheduledAttachedPoller
+from .base import Callback, Poller
+from .gevent_poller import LOOP_CLASSES, GeventWatchers
 
 
 def _c_level_handler(sig: int) -> Optional[int]:
@@ -71,10 +69,10 @@ def loop_kind(loop: Any) -> Optional[str]:
     return None
 
 
-class AttachedGeventPoller(Poller):
+class AttachedGeventPoller(GeventWatchers, ScheduledAttachedPoller):
     """A `Poller` on a gevent hub's loop; see the module docstring."""
 
-    _attached = True
+    _host_noun = "this loop (this is one of its callbacks)"
 
     def __init__(self, hub: Any, kind: str) -> None:
         super().__init__()
@@ -83,142 +81,58 @@ class AttachedGeventPoller(Poller):
         if hub.loop is None:
             raise ValueError("cannot attach a poller to a destroyed gevent hub")
         self._hub = hub
-        self._loop: Any = hub.loop
+        self._loop = hub.loop
         self.name = f"gevent-{kind}-attached"
-        #: What `call_soon` queued, run in order behind the zero-delay timer `_soon`.
-        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
-        self._soon: Any = self._loop.timer(0)
-        self._timer: Any = None  # the loop timer armed for the first deadline
-        self._timer_for: Optional[float] = None
         self._stopped = Event()
-        self._stop_pending = False  # stop() before run(): that run makes one pass
         self._run_waiter: Any = None  # the gevent Waiter a run() in progress waits on
         self._pass_watchers: Tuple[Any, ...] = ()  # the one pass of a stop() before run()
-        #: Signal -> what `signal.getsignal` said before this poller took it.
-        self._replaced_signals: Dict[int, Any] = {}
         #: Signal -> the loop's signal watcher for it.
         self._signal_watchers: Dict[int, Any] = {}
 
-    # -- descriptors -------------------------------------------------------
+    # -- descriptors: `GeventWatchers`' ---------------------------------------
 
-    def _on_ready(self, revents: int, registration: Registration) -> None:
-        """An io watcher's callback: deliver the ready bits within the current interest."""
-        events = _FROM_LOOP[revents & 3] & registration.events
-        if events:
-            try:
-                registration.handler(registration.fileobj, events)
-            except Exception:
-                self._dispatch_failed(registration)
-
-    def _start_watcher(self, registration: Registration, events: int) -> None:
-        watcher = self._loop.io(registration.fd, _TO_LOOP[events])
-        watcher.start(self._on_ready, registration, pass_events=True)
-        registration.data = watcher
-
-    def _stop_watcher(self, registration: Registration) -> None:
-        watcher = registration.data
-        if watcher is not None:
-            registration.data = None
-            watcher.stop()
-            watcher.close()
-
-    def _backend_register(self, registration: Registration) -> None:
-        if registration.events:
-            self._start_watcher(registration, registration.events)
-
-    def _backend_modify(self, registration: Registration, events: int) -> None:
-        self._stop_watcher(registration)  # a new watcher: see GeventPoller._backend_modify
-        if events:
-            self._start_watcher(registration, events)
-
-    def _backend_unregister(self, registration: Registration) -> None:
-        self._stop_watcher(registration)
-
-    def _backend_release(self, registration: Registration) -> None:
-        """`close`: take the registration's io watcher back from the host's loop."""
-        self._stop_watcher(registration)
+    def _escape(self, exc: BaseException) -> None:
+        """A handler's BaseException is the hub's to handle (``Hub.handle_error`` raises
+        it in the hub's parent greenlet): let it leave the watcher's callback."""
+        raise exc
 
     # -- callbacks and timers ----------------------------------------------
-
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))
-        if not self._soon.active:
-            self._soon.start(self._run_pass)
 
     def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
         self._check_usable()
         self._loop.run_callback_threadsafe(self._run_if_open, callback, args)
 
-    def _run_if_open(self, callback: Callback, args: Tuple[Any, ...]) -> None:
-        if not self._closed:
-            self._run_callback(callback, args)
-
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        self._arm(when)
-
-    def _arm(self, when: Optional[float]) -> None:
-        if when is None or (self._timer_for is not None and self._timer_for <= when):
-            return
-        if self._timer is not None:
-            self._timer.stop()
-            self._timer.close()
+    def _schedule(self, delay: float, callback: Callback) -> Any:
         self._loop.update_now()  # libev measures ``after`` from its cached time
         # Whole milliseconds, rounded up: libuv counts in them, and a wait that ends
         # early only spins.
-        delay = -(-max(0.0, when - time.monotonic()) // 1e-3) * 1e-3
-        self._timer = self._loop.timer(delay)
-        self._timer.start(self._on_timer)
-        self._timer_for = when
+        timer = self._loop.timer(-(-delay // 1e-3) * 1e-3)
+        timer.start(callback)
+        return timer
 
-    def _on_timer(self) -> None:
-        self._timer_for = None
-        self._run_pass()
+    def _unschedule(self, timer: Any) -> None:
+        # Closed, not only stopped: a libuv handle dropped unclosed stays in the loop's list.
+        timer.stop()
+        timer.close()
 
-    def _run_pass(self) -> None:
-        """The callbacks queued so far, then the due timers (what a pass of an owned
-        poller ends with); from the zero-delay timer or the deadline's timer."""
-        self._soon.stop()
-        if self._closed:
-            return
-        ready = self._ready
-        run_callback = self._run_callback
-        try:
-            for _ in range(len(ready)):
-                callback, args = ready.popleft()
-                run_callback(callback, args)
-            if self._timers and not self._closed:
-                self._run_due_timers()
-        finally:
-            if not self._closed:
-                self._arm(self._timers.first_deadline())
-                if ready and not self._soon.active:
-                    self._soon.start(self._run_pass)
+    def _release_host_calls(self) -> None:
+        super()._release_host_calls()
+        self._end_one_pass()
 
     # -- signals -----------------------------------------------------------
 
     def _signal_holder(self, sig: int) -> Optional[str]:
-        """Who already handles ``sig`` in the host (None if no one does)."""
-        current = signal.getsignal(sig)
-        if current not in _UNCLAIMED_HANDLERS:
-            return f"the handler {current!r} installed with signal.signal"
-        if current in (signal.SIG_DFL, signal.SIG_IGN):
+        holder = super()._signal_holder(sig)
+        if holder is None and signal.getsignal(sig) in (signal.SIG_DFL, signal.SIG_IGN):
             c_handler = _c_level_handler(sig)
             if c_handler is not None and c_handler not in (signal.SIG_DFL, signal.SIG_IGN):
                 return "a signal watcher of the loop (gevent.signal_handler)"
-        return None
+        return holder
 
     def _backend_add_signal_handler(
         self, sig: int, callback: Callback, args: Tuple[Any, ...]
     ) -> None:
-        if sig not in self._replaced_signals:
-            holder = self._signal_holder(sig)
-            if holder is not None:
-                raise RuntimeError(
-                    f"{signal.Signals(sig).name} is already handled by {holder}; an attached "
-                    f"{self.name} poller does not take over a signal its host handles"
-                )
-            self._replaced_signals[sig] = signal.getsignal(sig)
+        self._take_signal(sig)
         run_callback_threadsafe = self._loop.run_callback_threadsafe
         run_if_open = self._run_if_open
 
@@ -229,36 +143,27 @@ class AttachedGeventPoller(Poller):
         # (and close() puts back what it shows); then the loop's own signal watcher, whose
         # C-level handler replaces Python's and wakes the loop on any thread's signal.
         signal.signal(sig, on_signal)
-        old = self._signal_watchers.pop(sig, None)
-        if old is not None:
-            old.stop()
-            old.close()
+        self._release_signal(sig)
         watcher = self._loop.signal(sig)
         watcher.start(on_signal)
         self._signal_watchers[sig] = watcher
 
-    def _give_back_signals(self) -> None:
-        for watcher in self._signal_watchers.values():
+    def _release_signal(self, sig: int) -> None:
+        watcher = self._signal_watchers.pop(sig, None)
+        if watcher is not None:
             watcher.stop()  # the loop puts back SIG_DFL at the C level
             watcher.close()
-        self._signal_watchers.clear()
-        for sig, replaced in self._replaced_signals.items():
-            if replaced is not None:  # None: installed from C, which Python cannot restore
-                signal.signal(sig, replaced)
-        self._replaced_signals.clear()
 
     # -- running -----------------------------------------------------------
 
-    def _backend_run(self) -> None:
+    def _host_runs(self) -> bool:
         from gevent import getcurrent
+
+        return getcurrent() is self._hub
+
+    def _run_host(self, one_pass: bool) -> None:
         from gevent.hub import Waiter
 
-        if getcurrent() is self._hub:
-            raise RuntimeError(
-                f"the host runs this loop (this is one of its callbacks), so the attached "
-                f"{self.name} poller is already dispatching on it; use poller.stop() and "
-                "poller.when_stopped() instead of run()"
-            )
         if self._hub.thread_ident != threading.get_ident():
             raise RuntimeError(
                 f"the attached {self.name} poller runs only on the thread of its hub: a gevent "
@@ -269,8 +174,7 @@ class AttachedGeventPoller(Poller):
         # otherwise end its loop (LoopExit) once no referenced watcher is active.
         keep_running = self._loop.async_()
         keep_running.start(lambda: None)
-        if self._stop_pending:
-            self._stop_pending = False
+        if one_pass:
             self._start_one_pass()
         try:
             waiter.get()  # the hub runs the loop until stop() switches back
@@ -307,46 +211,12 @@ class AttachedGeventPoller(Poller):
             self._run_waiter = None
             waiter.switch(None)
 
-    def stop(self) -> None:
-        self._check_usable()
-        if self._running:
-            # At the loop's next callbacks: the rest of this pass still runs first.
-            self._loop.run_callback(self._return_from_run)
-        elif not self._hub_runs():
-            self._stop_pending = True
-        self._complete_stopped()
-
-    def _hub_runs(self) -> bool:
-        from gevent import getcurrent
-
-        return getcurrent() is self._hub
-
-    def when_stopped(self) -> Any:
-        """A ``gevent.event.Event``, set at the first `stop` or `close`."""
-        return self._stopped
+    def _end_run(self) -> None:
+        # At the loop's next callbacks: the rest of this pass still runs first.
+        self._loop.run_callback(self._return_from_run)
 
     def _complete_stopped(self) -> None:
         self._stopped.set()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        if not self._in_forked_child():  # in a child, the loop's kernel objects are shared
-            for watcher in (self._soon, self._timer):
-                if watcher is not None:
-                    watcher.stop()
-                    watcher.close()
-            self._timer = self._timer_for = None
-            self._ready.clear()
-            self._end_one_pass()
-            self._give_back_signals()
-            if self._running:
-                self._loop.run_callback(self._return_from_run)
-            self._complete_stopped()
-        super().close()
-
-    def _backend_close(self) -> None:
-        """Nothing to release: the loop is the hub's."""
 
 
 def attach_gevent(host: object, **options: Any) -> Optional[Poller]:

@@ -36,7 +36,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from .base import READ, WRITE, Callback, Poller, Registration, logger
-from .family import Family, Option, VariantSpec
+from .family import Family, Option, VariantSpec, attached_forms
 from .self_driven import SelfDrivenPoller
 
 #: ``loop=`` choice -> the loop classes gevent offers for it, in gevent's order of preference.
@@ -108,24 +108,13 @@ class _LoopErrors:
             )
 
 
-class GeventPoller(SelfDrivenPoller):
-    """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
+class GeventWatchers(Poller):
+    """Registrations as io watchers of ``self._loop`` (one per registration with
+    interest, its `Registration.data`): the owned pollers' and the attached ones'
+    (`pollers.gevent_attached`). A handler's BaseException that is not an Exception
+    goes to `Poller._escape`, which each says how to handle."""
 
-    def __init__(self, loop: str = "libev") -> None:
-        super().__init__()
-        reason = gevent_unavailable_reason(loop)
-        if reason is not None:
-            raise ValueError(reason)
-        self.name = f"gevent-{loop}"
-        self._loop: Any = _loop_class(loop)(default=False)
-        self._loop.error_handler = _LoopErrors(self)
-        self._timer: Any = None
-        self._timer_for: Optional[float] = None
-        self._waker: Any = self._loop.async_()
-        self._waker.start(self._on_wake)
-        self._signal_watchers: Dict[int, Any] = {}
-
-    # -- descriptors -------------------------------------------------------
+    _loop: Any
 
     def _on_ready(self, revents: int, registration: Registration) -> None:
         """An io watcher's callback: deliver the ready bits within the current interest."""
@@ -135,12 +124,8 @@ class GeventPoller(SelfDrivenPoller):
                 registration.handler(registration.fileobj, events)
             except Exception:
                 self._dispatch_failed(registration)
-            except BaseException as exc:  # the loop would print and swallow it
+            except BaseException as exc:
                 self._escape(exc)
-
-    def _escape(self, exc: BaseException) -> None:
-        super()._escape(exc)
-        self._loop.break_()  # end the loop's pass now
 
     def _start_watcher(self, registration: Registration, events: int) -> None:
         watcher = self._loop.io(registration.fd, _TO_LOOP[events])
@@ -171,6 +156,32 @@ class GeventPoller(SelfDrivenPoller):
 
     def _backend_release(self, registration: Registration) -> None:
         self._stop_watcher(registration)
+
+
+class GeventPoller(GeventWatchers, SelfDrivenPoller):
+    """A private gevent loop (libev or libuv) and its io, timer, async and signal watchers."""
+
+    def __init__(self, loop: str = "libev") -> None:
+        super().__init__()
+        reason = gevent_unavailable_reason(loop)
+        if reason is not None:
+            raise ValueError(reason)
+        self.name = f"gevent-{loop}"
+        self._loop = _loop_class(loop)(default=False)
+        self._loop.error_handler = _LoopErrors(self)
+        self._timer: Any = None
+        self._timer_for: Optional[float] = None
+        self._waker: Any = self._loop.async_()
+        self._waker.start(self._on_wake)
+        self._signal_watchers: Dict[int, Any] = {}
+
+    # -- descriptors: `GeventWatchers`' ---------------------------------------
+
+    def _escape(self, exc: BaseException) -> None:
+        """A handler's BaseException: the loop would print and swallow it, so keep it
+        for `run` to raise."""
+        super()._escape(exc)
+        self._loop.break_()  # end the loop's pass now
 
     # -- callbacks, timers, signals ------------------------------------------
 
@@ -247,21 +258,19 @@ def _attach(host: object, **options: Any) -> Optional[Poller]:
     return attach_gevent(host, **options)
 
 
+_VARIANTS = tuple(
+    VariantSpec(f"gevent-{kind}", {"loop": kind}, runs_on) for kind, runs_on in LOOP_RUNS_ON.items()
+)
+
 FAMILY = Family(
     name="gevent",
     summary="io, timer, async and signal watchers of a private gevent loop (no hub, no patching)",
     options=(Option("loop", tuple(LOOP_CLASSES), "libev", "gevent loop"),),
-    variants=tuple(
-        VariantSpec(f"gevent-{kind}", {"loop": kind}, runs_on)
-        for kind, runs_on in LOOP_RUNS_ON.items()
-    ),
+    variants=_VARIANTS,
     factory=GeventPoller,
     libraries=("gevent",),
     unavailable_reason=lambda options: gevent_unavailable_reason(options["loop"]),
     attach=_attach,
     attach_accepts="a gevent hub or its loop (gevent.get_hub(), gevent.get_hub().loop)",
-    attached_variants=tuple(
-        VariantSpec(f"gevent-{kind}-attached", {"loop": kind}, runs_on)
-        for kind, runs_on in LOOP_RUNS_ON.items()
-    ),
+    attached_variants=attached_forms(_VARIANTS),
 )

@@ -3,7 +3,8 @@ Twisted's asyncio reactor).
 
 Those loops bring their own timers, but asyncio does not promise that timers
 with equal deadlines run in the order they were scheduled. So these backends
-keep our `TimerQueue` and arm a single loop timer for its earliest deadline.
+keep our `TimerQueue` and arm a single loop timer for its earliest deadline
+(`pollers.base.HostTimerPoller`).
 
 `LoopBackedPoller` does the rest the asyncio loop's way (callbacks through
 ``call_soon``, the timer through ``call_later``, `run` as ``run_forever``, `stop`
@@ -16,10 +17,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import signal
-import time
-from typing import Any, Callable, Dict, Optional, Set, Tuple
+from typing import Any, Callable, Optional, Set, Tuple
 
-from .base import Callback, Poller, Registration
+from .attached import AttachedPoller
+from .base import Callback, HostTimerPoller
 from .family import Option
 from .kernel import forget_stale_entry, loop_selector
 
@@ -55,7 +56,7 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-class LoopBackedPoller(Poller):
+class LoopBackedPoller(HostTimerPoller):
     """A `Poller` whose waiting is done by ``self._asyncio_loop``.
 
     A backend implements the descriptor hooks (``_backend_register``,
@@ -65,13 +66,11 @@ class LoopBackedPoller(Poller):
     def __init__(self, asyncio_loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
         self._asyncio_loop = asyncio_loop
-        self._armed_handle: Any = None
-        self._armed_for: Optional[float] = None
         # uvloop only listens for signals while it runs: one that arrives between
         # add_signal_handler() and run(), or between two runs, is dropped. So on
         # uvloop the handled signals stay blocked while the loop is not running
         # and are released (pending ones delivered) as the loop starts.
-        self._holds_signals = type(asyncio_loop).__module__.startswith("uvloop")
+        self._holds_signals = loop_kind(asyncio_loop) == "uvloop"
         self._held_signals: Set[int] = set()
 
     def call_soon(self, callback: Callback, *args: Any) -> None:
@@ -83,11 +82,9 @@ class LoopBackedPoller(Poller):
         self._asyncio_loop.call_soon_threadsafe(self._run_callback, callback, args)
 
     def _schedule(self, delay: float, callback: Callback) -> Any:
-        """Ask the underlying loop to run ``callback()`` in ``delay`` seconds."""
         return self._asyncio_loop.call_later(delay, callback)
 
     def _unschedule(self, handle: Any) -> None:
-        """Cancel what `_schedule` returned."""
         handle.cancel()
 
     def _backend_run(self) -> None:
@@ -97,19 +94,8 @@ class LoopBackedPoller(Poller):
         self._check_usable()
         self._asyncio_loop.stop()
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        self._arm(when)
-
-    def _arm(self, when: Optional[float]) -> None:
-        if when is None or (self._armed_for is not None and self._armed_for <= when):
-            return
-        if self._armed_handle is not None:
-            self._unschedule(self._armed_handle)
-        self._armed_for = when
-        self._armed_handle = self._schedule(max(0.0, when - time.monotonic()), self._on_timer)
-
     def _on_timer(self) -> None:
-        self._armed_handle = self._armed_for = None
+        self._armed_handle = self._armed_for = None  # it has run: nothing to cancel
         # Run the due timers behind the callbacks already queued, as asyncio itself
         # does; libuv (uvloop) would otherwise run them ahead of those callbacks.
         self._asyncio_loop.call_soon(self._on_timers_due)
@@ -172,31 +158,25 @@ def loop_kind(asyncio_loop: asyncio.AbstractEventLoop) -> str:
     return "uvloop" if type(asyncio_loop).__module__.startswith("uvloop") else "asyncio"
 
 
-#: Signal handlers that are no one's: a host that has one of these has not claimed the signal.
-_UNCLAIMED_HANDLERS = (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, None)
-
-
-class AttachedLoopPoller(LoopBackedPoller):
+class AttachedLoopPoller(AttachedPoller, LoopBackedPoller):
     """The part of an attached poller common to the asyncio and Tornado families.
 
     The host (the application) owns ``self._asyncio_loop``: this poller adds its
     readers, writers, one timer and its callbacks to it, and `close` takes back
-    exactly those, never closing, stopping or replacing the loop. Put first in
-    the bases, before the owned class (``AttachedLoopPoller, AsyncioPoller``),
-    whose descriptor handling it keeps.
+    exactly those, never closing, stopping or replacing the loop (`AttachedPoller`).
+    Put first in the bases, before the owned class (``AttachedLoopPoller,
+    AsyncioPoller``), whose descriptor handling it keeps.
 
     - `run` runs the loop the host's way (the owned class's ``_backend_run``) only
-      while the host does not; while the host runs it, this poller already
-      dispatches, so `run` refuses.
-    - `stop` makes a `run` in progress return, and completes `when_stopped`'s
-      future; it never stops a loop that the host runs.
-    - Callbacks queued before `close` do nothing once it has run.
+      while the host does not; a `run` in progress returns by ``_stop_loop``, the
+      host's way to stop the loop.
+    - `when_stopped` is a future of the host loop.
     - Signals are not held blocked between runs (the host's loop, not this poller,
-      decides when it listens), and a signal the host (or its loop) already
-      handles is refused.
+      decides when it listens), and a signal the host's loop already handles
+      (``add_signal_handler``) is refused too.
     """
 
-    _attached = True
+    _host_noun = "this event loop"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -204,16 +184,9 @@ class AttachedLoopPoller(LoopBackedPoller):
             raise ValueError("cannot attach a poller to a closed event loop")
         self._holds_signals = False
         self._stopped = self._asyncio_loop.create_future()
-        self._stop_pending = False
-        #: Signal -> what `signal.getsignal` said before this poller took it.
-        self._replaced_signals: Dict[int, Any] = {}
         self.name = f"{self.name}-attached"
 
     # -- callbacks ---------------------------------------------------------
-
-    def _run_if_open(self, callback: Callback, args: Tuple[Any, ...]) -> None:
-        if not self._closed:
-            self._run_callback(callback, args)
 
     def call_soon(self, callback: Callback, *args: Any) -> None:
         super().call_soon(self._run_if_open, callback, args)
@@ -221,72 +194,49 @@ class AttachedLoopPoller(LoopBackedPoller):
     def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
         super().call_soon_threadsafe(self._run_if_open, callback, args)
 
+    def _release_host_calls(self) -> None:
+        self._disarm()
+
     # -- signals -----------------------------------------------------------
 
     def _signal_holder(self, sig: int) -> Optional[str]:
-        """Who already handles ``sig`` in the host (None if no one does)."""
         loop_table = getattr(self._asyncio_loop, "_signal_handlers", None) or {}
         if sig in loop_table:
             return f"the host loop's add_signal_handler ({loop_table[sig]!r})"
-        current = signal.getsignal(sig)
-        if current in _UNCLAIMED_HANDLERS:
-            return None
-        owner = getattr(current, "__self__", None)
+        owner = getattr(signal.getsignal(sig), "__self__", None)
         if isinstance(owner, asyncio.AbstractEventLoop) and owner.is_closed():
             return None  # left behind by a closed loop (uvloop's close does not restore it)
-        return f"the handler {current!r} installed with signal.signal"
+        return super()._signal_holder(sig)
 
     def _backend_add_signal_handler(
         self, sig: int, callback: Callback, args: Tuple[Any, ...]
     ) -> None:
-        if sig not in self._replaced_signals:
-            holder = self._signal_holder(sig)
-            if holder is not None:
-                raise RuntimeError(
-                    f"{signal.Signals(sig).name} is already handled by {holder}; an attached "
-                    f"{self.name} poller does not take over a signal its host handles"
-                )
-            self._replaced_signals[sig] = signal.getsignal(sig)
+        self._take_signal(sig)
         super()._backend_add_signal_handler(sig, callback, args)
 
-    def _give_back_signals(self) -> None:
-        for sig, replaced in self._replaced_signals.items():
-            self._asyncio_loop.remove_signal_handler(sig)
-            if signal.getsignal(sig) is not replaced and replaced is not None:
-                signal.signal(sig, replaced)  # asyncio restores SIG_DFL, not SIG_IGN
-        self._replaced_signals.clear()
+    def _release_signal(self, sig: int) -> None:
+        # asyncio then restores SIG_DFL, not SIG_IGN: `_give_back_signals` puts it back.
+        self._asyncio_loop.remove_signal_handler(sig)
 
     # -- running -----------------------------------------------------------
 
-    def _backend_run(self) -> None:
-        if self._asyncio_loop.is_running():
-            raise RuntimeError(
-                f"the host runs this event loop, so the attached {self.name} poller is "
-                "already dispatching on it; use poller.stop() and poller.when_stopped() "
-                "instead of run()"
-            )
-        if self._stop_pending:
-            # stop() before run(): one pass, as on an owned poller. The loop's own
-            # stop() is called only now, so a host that runs the loop first is not stopped.
-            self._stop_pending = False
+    def _host_runs(self) -> bool:
+        return self._asyncio_loop.is_running()
+
+    def _run_host(self, one_pass: bool) -> None:
+        if one_pass:
+            # One pass, as on an owned poller. The loop's own stop() is called only
+            # now, so a host that runs the loop first is not stopped.
             self._stop_loop()
-        super()._backend_run()
+        # The owned class's run (run_forever, IOLoop.start()): the host's own way.
+        super(AttachedPoller, self)._backend_run()
+
+    def _end_run(self) -> None:
+        self._stop_loop()
 
     @abc.abstractmethod
     def _stop_loop(self) -> None:
-        """The host's way to make the loop's run (started by ``_backend_run``) return."""
-
-    def stop(self) -> None:
-        self._check_usable()
-        if self._running:
-            self._stop_loop()
-        elif not self._asyncio_loop.is_running():
-            self._stop_pending = True
-        self._complete_stopped()
-
-    def when_stopped(self) -> asyncio.Future[None]:
-        """A future of the host loop, done (result None) at the first `stop` or `close`."""
-        return self._stopped
+        """The host's way to make the loop's run (started by ``_run_host``) return."""
 
     def _complete_stopped(self) -> None:
         if not self._stopped.done():
@@ -294,23 +244,3 @@ class AttachedLoopPoller(LoopBackedPoller):
                 self._stopped.set_result(None)
             except RuntimeError:
                 pass  # the host closed its loop: no one can be awaiting the future
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        if not self._in_forked_child():  # in a child, the loop's kernel objects are the parent's
-            if self._armed_handle is not None:
-                self._unschedule(self._armed_handle)
-                self._armed_handle = self._armed_for = None
-            self._give_back_signals()
-            if self._running:
-                self._stop_loop()
-            self._complete_stopped()
-        super().close()
-
-    def _backend_release(self, registration: Registration) -> None:
-        """Take the registration's readers and writers back from the host's loop."""
-        self._backend_unregister(registration)
-
-    def _backend_close(self) -> None:
-        """Nothing to release: the loop is the host's."""

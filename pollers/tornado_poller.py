@@ -14,7 +14,7 @@ import sys
 from typing import Any, Callable, Mapping, Optional
 
 from .base import Callback, Poller, Registration
-from .family import Family, VariantSpec
+from .family import Family, VariantSpec, attached_forms
 from .loop_base import (
     LOOP_OPTION,
     AttachedLoopPoller,
@@ -164,22 +164,21 @@ def _attach(host: object, **options: Any) -> Optional[Poller]:
     return AttachedTornadoPoller(host)
 
 
+_VARIANTS = (
+    VariantSpec("tornado", {"loop": "asyncio"}, "anywhere Tornado runs"),
+    VariantSpec("tornado-uvloop", {"loop": "uvloop"}, "CPython with uvloop"),
+)
+
 FAMILY = Family(
     name="tornado",
     summary="Tornado's IOLoop.add_handler / update_handler / remove_handler",
     options=(LOOP_OPTION,),
-    variants=(
-        VariantSpec("tornado", {"loop": "asyncio"}, "anywhere Tornado runs"),
-        VariantSpec("tornado-uvloop", {"loop": "uvloop"}, "CPython with uvloop"),
-    ),
+    variants=_VARIANTS,
     factory=TornadoPoller,
     unavailable_reason=_unavailable_reason,
     merges_read_and_write=False,
     libraries=("tornado", "uvloop"),
     attach=_attach,
     attach_accepts="a Tornado IOLoop (IOLoop.current())",
-    attached_variants=(
-        VariantSpec("tornado-attached", {"loop": "asyncio"}, "anywhere Tornado runs"),
-        VariantSpec("tornado-uvloop-attached", {"loop": "uvloop"}, "CPython with uvloop"),
-    ),
+    attached_variants=attached_forms(_VARIANTS),
 )

@@ -34,14 +34,12 @@ the number was reused in that batch, the new registration can see one stale even
 
 from __future__ import annotations
 
-import collections
 import signal
 import sys
-import time
-from typing import Any, Deque, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
-from .base import Callback, Poller, Registration
-from .loop_base import _UNCLAIMED_HANDLERS
+from .attached import ScheduledAttachedPoller
+from .base import Callback, Poller
 from .twisted_poller import REACTOR_CLASSES, _Descriptor, _TwistedFDSet
 
 
@@ -71,11 +69,11 @@ def reactor_kind(reactor: Any) -> Optional[str]:
     return None
 
 
-class AttachedTwistedPoller(_TwistedFDSet):
+class AttachedTwistedPoller(ScheduledAttachedPoller, _TwistedFDSet):
     """A `Poller` on the caller's Twisted reactor; see the module docstring."""
 
-    _attached = True
     _descriptor_class = _AttachedDescriptor
+    _host_noun = "this reactor"
 
     def __init__(self, reactor: Any) -> None:
         super().__init__()
@@ -83,16 +81,8 @@ class AttachedTwistedPoller(_TwistedFDSet):
 
         self._init_fdset(reactor, reactor_kind(reactor) or "reactor")
         self.name = f"{self.name}-attached"
-        #: What `call_soon` queued, run in order behind one ``callLater(0)``.
-        self._ready: Deque[Tuple[Callback, Tuple[Any, ...]]] = collections.deque()
-        self._ready_call: Any = None  # the pending callLater(0), if any
-        self._timer_call: Any = None  # the callLater armed for the first deadline
-        self._timer_for: Optional[float] = None
         self._stopped: Any = Deferred()
-        self._stop_pending = False  # stop() before run(): that run makes one pass
         self._stopping = False
-        #: Signal -> what `signal.getsignal` said before this poller took it.
-        self._replaced_signals: Dict[int, Any] = {}
 
     def _host_runs(self) -> bool:
         reactor = self._reactor
@@ -113,85 +103,36 @@ class AttachedTwistedPoller(_TwistedFDSet):
 
     # -- callbacks and timers ----------------------------------------------
 
-    def call_soon(self, callback: Callback, *args: Any) -> None:
-        self._check_usable()
-        self._ready.append((callback, args))
-        if self._ready_call is None:
-            self._ready_call = self._reactor.callLater(0, self._run_pass)
-
     def call_soon_threadsafe(self, callback: Callback, *args: Any) -> None:
         self._check_usable()
         self._reactor.callFromThread(self._run_if_open, callback, args)
 
-    def _run_if_open(self, callback: Callback, args: Tuple[Any, ...]) -> None:
-        if not self._closed:
-            try:
-                self._run_callback(callback, args)
-            except BaseException as exc:
-                self._escape_timed_call(exc)
-
-    def _escape_timed_call(self, exc: BaseException) -> None:
-        """A BaseException that is not an Exception (KeyboardInterrupt from the default
-        SIGINT handler) left one of our timed calls: the reactor would log and swallow it,
-        so a `run` in progress keeps it and raises it once ``runUntilCurrent`` returns.
-        While the host runs the reactor, it is the host's to handle."""
+    def _host_call_raised(self, exc: BaseException) -> None:
+        """The reactor would log and swallow ``exc`` (not an Exception: KeyboardInterrupt
+        from the default SIGINT handler), so a `run` in progress keeps it and raises it
+        once ``runUntilCurrent`` returns. While the host runs the reactor, it is the
+        host's to handle."""
         if not self._running:
             raise exc
         self._escaped = exc
 
-    def _backend_first_deadline_changed(self, when: float) -> None:
-        self._arm(when)
+    def _schedule(self, delay: float, callback: Callback) -> Any:
+        return self._reactor.callLater(delay, callback)
 
-    def _arm(self, when: Optional[float]) -> None:
-        if when is None or (self._timer_for is not None and self._timer_for <= when):
-            return
-        if self._timer_call is not None:
-            self._timer_call.cancel()
-        self._timer_for = when
-        delay = max(0.0, when - time.monotonic())
-        self._timer_call = self._reactor.callLater(delay, self._on_timer)
+    def _unschedule(self, handle: Any) -> None:
+        if handle.active():
+            handle.cancel()
 
-    def _on_timer(self) -> None:
-        self._timer_call = self._timer_for = None
-        self._run_pass()
-
-    def _run_pass(self) -> None:
-        """The callbacks queued so far, then the due timers (what a pass of an owned
-        poller ends with); from the ``callLater(0)`` or the timer's ``callLater``."""
-        if self._ready_call is not None and self._ready_call.active():
-            self._ready_call.cancel()
-        self._ready_call = None
-        if self._closed:
-            return
-        ready = self._ready
-        run_callback = self._run_callback
-        try:
-            for _ in range(len(ready)):
-                callback, args = ready.popleft()
-                run_callback(callback, args)
-            if self._timers and not self._closed:
-                self._run_due_timers()
-        except BaseException as exc:
-            self._escape_timed_call(exc)
-        finally:
-            if not self._closed:
-                self._arm(self._timers.first_deadline())
-                if ready and self._ready_call is None:
-                    self._ready_call = self._reactor.callLater(0, self._run_pass)
+    def _release_host_calls(self) -> None:
+        super()._release_host_calls()
+        self._fresh.clear()
 
     # -- signals -----------------------------------------------------------
 
     def _backend_add_signal_handler(
         self, sig: int, callback: Callback, args: Tuple[Any, ...]
     ) -> None:
-        if sig not in self._replaced_signals:
-            current = signal.getsignal(sig)
-            if current not in _UNCLAIMED_HANDLERS:
-                raise RuntimeError(
-                    f"{signal.Signals(sig).name} is already handled by {current!r}; an "
-                    f"attached {self.name} poller does not take over a signal its host handles"
-                )
-            self._replaced_signals[sig] = current
+        self._take_signal(sig)
         call_from_thread = self._reactor.callFromThread
         run_if_open = self._run_if_open
 
@@ -201,22 +142,11 @@ class AttachedTwistedPoller(_TwistedFDSet):
 
         signal.signal(sig, on_signal)
 
-    def _give_back_signals(self) -> None:
-        for sig, replaced in self._replaced_signals.items():
-            if replaced is not None:  # None: installed from C, which Python cannot restore
-                signal.signal(sig, replaced)
-        self._replaced_signals.clear()
-
     # -- running -----------------------------------------------------------
 
-    def _backend_run(self) -> None:
-        if self._host_runs():
-            raise RuntimeError(
-                f"the host runs this reactor, so the attached {self.name} poller is already "
-                "dispatching on it; use poller.stop() and poller.when_stopped() instead of run()"
-            )
+    def _run_host(self, one_pass: bool) -> None:
         reactor = self._reactor
-        self._stopping, self._stop_pending = self._stop_pending, False
+        self._stopping = one_pass
         try:
             while not self._closed:
                 timeout = 0.0 if self._stopping else reactor.timeout()
@@ -232,43 +162,12 @@ class AttachedTwistedPoller(_TwistedFDSet):
             self._stopping = False
             self._dispatching = False
 
-    def stop(self) -> None:
-        self._check_usable()
-        if self._running:
-            self._stopping = True
-        elif not self._host_runs():
-            self._stop_pending = True
-        self._complete_stopped()
-
-    def when_stopped(self) -> Any:
-        """A ``Deferred``, called back (with None) at the first `stop` or `close`."""
-        return self._stopped
+    def _end_run(self) -> None:
+        self._stopping = True
 
     def _complete_stopped(self) -> None:
         if not self._stopped.called:
             self._stopped.callback(None)
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        if not self._in_forked_child():  # in a child, the reactor's kernel objects are shared
-            for call in (self._ready_call, self._timer_call):
-                if call is not None and call.active():
-                    call.cancel()
-            self._ready_call = self._timer_call = self._timer_for = None
-            self._ready.clear()
-            self._fresh.clear()
-            self._give_back_signals()
-            self._stopping = True  # a run() in progress returns
-            self._complete_stopped()
-        super().close()
-
-    def _backend_release(self, registration: Registration) -> None:
-        """Take the registration's descriptor back from the host's reactor."""
-        self._backend_unregister(registration)
-
-    def _backend_close(self) -> None:
-        """Nothing to release: the reactor is the host's."""
 
 
 def attach_twisted(host: object, **options: Any) -> Optional[Poller]:

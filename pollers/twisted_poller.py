@@ -35,7 +35,7 @@ import sys
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .base import READ, WRITE, Poller, Registration
-from .family import Family, Option, VariantSpec
+from .family import Family, Option, VariantSpec, attached_forms
 from .kernel import FD_SETSIZE, check_select_limit, forget_stale_entry, loop_selector
 from .loop_base import LoopBackedPoller
 from .self_driven import SelfDrivenPoller
@@ -501,19 +501,21 @@ def _attach(host: object, **options: Any) -> Optional[Poller]:
     return attach_twisted(host, **options)
 
 
+_VARIANTS = tuple(
+    VariantSpec(
+        f"twisted-{kind}",
+        {"reactor": kind},
+        f"{runs_on}, with Twisted",
+        descriptor_limit=FD_SETSIZE if kind == "select" else None,
+    )
+    for kind, runs_on in REACTOR_PLATFORMS.items()
+)
+
 FAMILY = Family(
     name="twisted",
     summary="IReactorFDSet (addReader/addWriter) of a Twisted reactor instance of its own",
     options=(Option("reactor", ("auto", *REACTOR_CLASSES), "auto", "Twisted reactor"),),
-    variants=tuple(
-        VariantSpec(
-            f"twisted-{kind}",
-            {"reactor": kind},
-            f"{runs_on}, with Twisted",
-            descriptor_limit=FD_SETSIZE if kind == "select" else None,
-        )
-        for kind, runs_on in REACTOR_PLATFORMS.items()
-    ),
+    variants=_VARIANTS,
     factory=create_twisted_poller,
     libraries=("twisted",),
     unavailable_reason=lambda options: twisted_unavailable_reason(options["reactor"]),
@@ -522,14 +524,7 @@ FAMILY = Family(
     attach=_attach,
     attach_accepts="a Twisted reactor (IReactorFDSet and IReactorTime)",
     # The asyncio reactor's host attaches its asyncio loop instead.
-    attached_variants=tuple(
-        VariantSpec(
-            f"twisted-{kind}-attached",
-            {"reactor": kind},
-            f"{runs_on}, with Twisted",
-            descriptor_limit=FD_SETSIZE if kind == "select" else None,
-        )
-        for kind, runs_on in REACTOR_PLATFORMS.items()
-        if kind != "asyncio"
+    attached_variants=attached_forms(
+        variant for variant in _VARIANTS if variant.options["reactor"] != "asyncio"
     ),
 )

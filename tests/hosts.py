@@ -191,23 +191,39 @@ def _new_ioloop(make_loop: Callable[[], asyncio.AbstractEventLoop]) -> Callable[
     return make
 
 
-def _drive_tornado(ioloop: Any, until: Callable[[], bool], timeout: float) -> bool:
-    """As a Tornado application does: ``IOLoop.start()``, stopped from a check of its own."""
+def _drive_by_checking(
+    until: Callable[[], bool],
+    timeout: float,
+    call_soon: Callable[[Callable[[], None]], object],
+    call_later: Callable[[float, Callable[[], None]], object],
+    start: Callable[[], None],
+    stop: Callable[[], None],
+) -> bool:
+    """Run a host with ``start()`` until a check of the test's (first on the host's
+    ``call_soon``, then every `POLL_INTERVAL` on its ``call_later``) sees ``until()``
+    hold (True) or the time run out (False), and calls ``stop()``."""
     deadline = time.monotonic() + timeout
     held = [False]
 
     def check() -> None:
         if until():
             held[0] = True
-            ioloop.stop()
+            stop()
         elif time.monotonic() >= deadline:
-            ioloop.stop()
+            stop()
         else:
-            ioloop.call_later(POLL_INTERVAL, check)
+            call_later(POLL_INTERVAL, check)
 
-    ioloop.add_callback(check)
-    ioloop.start()
+    call_soon(check)
+    start()
     return held[0]
+
+
+def _drive_tornado(ioloop: Any, until: Callable[[], bool], timeout: float) -> bool:
+    """As a Tornado application does: ``IOLoop.start()``, stopped from a check of its own."""
+    return _drive_by_checking(
+        until, timeout, ioloop.add_callback, ioloop.call_later, ioloop.start, ioloop.stop
+    )
 
 
 def _tornado_watched(ioloop: Any) -> int:
@@ -270,21 +286,14 @@ def _drive_twisted(reactor: Any, until: Callable[[], bool], timeout: float) -> b
     """As a Twisted application does: ``reactor.run()``. A check of the test's ends it with
     ``reactor.crash()``, which (unlike ``stop()``) fires no shutdown, so the next test step
     can run the reactor again, as trial once did."""
-    deadline = time.monotonic() + timeout
-    held = [False]
-
-    def check() -> None:
-        if until():
-            held[0] = True
-            reactor.crash()
-        elif time.monotonic() >= deadline:
-            reactor.crash()
-        else:
-            reactor.callLater(POLL_INTERVAL, check)
-
-    reactor.callLater(0, check)
-    reactor.run(installSignalHandlers=False)
-    return held[0]
+    return _drive_by_checking(
+        until,
+        timeout,
+        lambda check: reactor.callLater(0, check),
+        reactor.callLater,
+        lambda: reactor.run(installSignalHandlers=False),
+        reactor.crash,
+    )
 
 
 def _twisted_watched(reactor: Any) -> int:
@@ -359,27 +368,17 @@ def _twisted_record_crashes(reactor: Any, into: List[object]) -> None:
     reactor._pollers_test_observer = observer  # removed by _dispose_reactor
 
 
-def _signal_module_claim(
-    call_from_loop: Callable[[Callable[[], None]], None],
-) -> Callable[[Any, int, Callable[[], None]], Callable[[], None]]:
-    """``claim_signal`` for a host that handles signals with ``signal.signal`` (twistd,
-    ``reactor.run()``, gevent's ``signal_handler``), its handler passing on to the loop."""
-
-    def claim(host: Any, sig: int, callback: Callable[[], None]) -> Callable[[], None]:
-        previous = signal.signal(sig, lambda signum, frame: call_from_loop(callback))
-
-        def give_back() -> None:
-            signal.signal(sig, previous)
-
-        return give_back
-
-    return claim
-
-
 def _twisted_claim_signal(
     reactor: Any, sig: int, callback: Callable[[], None]
 ) -> Callable[[], None]:
-    return _signal_module_claim(reactor.callFromThread)(reactor, sig, callback)
+    """As twistd and ``reactor.run()`` do: ``signal.signal``, its handler passing on to the
+    reactor."""
+    previous = signal.signal(sig, lambda signum, frame: reactor.callFromThread(callback))
+
+    def give_back() -> None:
+        signal.signal(sig, previous)
+
+    return give_back
 
 
 def _twisted_wait_for_stop(reactor: Any, deferred: Any, callback: Callable[[], None]) -> None:
