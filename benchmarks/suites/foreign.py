@@ -1,7 +1,7 @@
 """Runs that know when the machine was not theirs: the foreign CPU policy.
 
-During every measured window the harness records the CPU time the machine spent on
-anything but the server (with its workers), the load generator and the harness
+During every measured window the harness records the CPU time that every process on
+the machine used but the server (with its workers), the load generator and the harness
 itself, as "foreign CPU %" of one core (`benchmarks.suites.harness.foreign_cpu_percent`).
 A window over the threshold is discarded and run again, a bounded number of times
 (`rerun_while_foreign`); the discarded windows are kept in the results with their

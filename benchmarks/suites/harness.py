@@ -180,30 +180,27 @@ class EchoResult:
 # -- the machine's other work during a window ---------------------------------------
 
 
-def system_busy_seconds() -> float:
-    """CPU time the whole machine has spent busy since boot (every CPU, psutil).
+def other_processes_cpu_seconds(ours: Sequence[int]) -> Dict[Tuple[int, float], float]:
+    """The CPU time each process on the machine has used, but for ``ours`` and this one.
 
-    What ``psutil.cpu_percent`` counts as busy: all but idle and iowait (guest time is
-    already inside user time, so it is not counted twice). Linux accounts it in clock
-    ticks (10 ms per CPU), which bounds the resolution of `foreign_cpu_percent`.
+    Keyed by pid and creation time, so that a pid reused within a window is a new process.
+    A process's figure includes the children it has reaped (psutil's ``children_user`` and
+    ``children_system``), so short-lived work that its parent waits for is seen. Linux
+    gives each figure in 10 ms ticks, but derived from the scheduler's exact run time: an
+    idle process reads the same at both edges, so noise comes only from busy processes.
     """
-    times = psutil.cpu_times()
-    total = float(sum(times))
-    for name in ("idle", "iowait", "guest", "guest_nice"):
-        total -= getattr(times, name, 0.0)
-    return total
-
-
-def own_cpu_seconds(pids: Sequence[int]) -> float:
-    """CPU time of ``pids`` and of the children they have reaped, plus this process's."""
-    total, _source = processes_cpu_seconds(pids)
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-        except psutil.Error:
+    skip = {*ours, os.getpid()}
+    seconds: Dict[Tuple[int, float], float] = {}
+    for process in psutil.process_iter(["cpu_times", "create_time"]):
+        if process.pid in skip:
             continue
-        total += times.children_user + times.children_system
-    return total + time.process_time()
+        times, created = process.info["cpu_times"], process.info["create_time"]
+        if times is None or created is None:
+            continue  # gone or unreadable meanwhile
+        seconds[(process.pid, created)] = (
+            times.user + times.system + times.children_user + times.children_system
+        )
+    return seconds
 
 
 @dataclass
@@ -211,24 +208,26 @@ class ForeignSample:
     """What `foreign_cpu_percent` needs at one edge of a window."""
 
     wall: float
-    system: float
-    own: float
+    others: Dict[Tuple[int, float], float]
 
     @classmethod
-    def take(cls, pids: Sequence[int]) -> ForeignSample:
-        return cls(time.monotonic(), system_busy_seconds(), own_cpu_seconds(pids))
+    def take(cls, ours: Sequence[int]) -> ForeignSample:
+        return cls(time.monotonic(), other_processes_cpu_seconds(ours))
 
 
 def foreign_cpu_percent(start: ForeignSample, end: ForeignSample) -> float:
-    """The machine's CPU time between two samples that the sampled processes did not use,
+    """The CPU time that processes other than the sampled ones used between two samples,
     in % of one core: 100 means one whole CPU was busy with other work throughout.
 
-    Small negative values are the clock-tick rounding of the system-wide figure.
+    A process born within the window counts from zero; one that ended within it is lost,
+    unless its parent reaped it (then the parent's figure holds it).
     """
     wall = end.wall - start.wall
     if wall <= 0:
         return 0.0
-    foreign = (end.system - start.system) - (end.own - start.own)
+    foreign = sum(
+        max(0.0, seconds - start.others.get(key, 0.0)) for key, seconds in end.others.items()
+    )
     return round(100.0 * foreign / wall, 1)
 
 
