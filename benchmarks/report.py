@@ -31,6 +31,7 @@ import json
 import math
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -109,8 +110,14 @@ def _mode(run: Run) -> Tuple[bool, str]:
     rounds = run.rounds
     duration = bench.get("duration_s", "?")
     cheap = bool(bench.get("cheap")) or (isinstance(duration, (int, float)) and duration < 1)
-    text = (f"{rounds} interleaved round{'s' if rounds != 1 else ''} per case (each round runs "
-            f"every target of the case once, in turn), {duration} s measured window and "
+    per_case: Dict[str, int] = {}
+    for row in run.rows:
+        if row.kind != "primitive" and row.rounds:
+            per_case[row.group] = max(per_case.get(row.group, 0), len(row.rounds))
+    common = Counter(per_case.values()).most_common(1)[0][0] if per_case else rounds
+    others = "".join(f"; {n} for {group}" for group, n in per_case.items() if n != common)
+    text = (f"{common} interleaved round{'s' if common != 1 else ''} per case{others} (each "
+            f"round runs every target of the case once, in turn), {duration} s measured window and "
             f"{bench.get('warmup_s', '?')} s warm-up per run")
     if bench.get("realtime"):
         text += ", servers and load generator under SCHED_FIFO"

@@ -73,3 +73,6 @@ IDLE_CASES = (
 )
 #: The glibc malloc section of the report: asyncio's transports in both malloc states.
 MALLOC_CASES = (EchoCase("malloc-1KiB-x64", "throughput", 64, 1, 1024, title="malloc"),)
+
+#: Every echo case, for the options that name cases by id.
+ALL_CASES = (*LATENCY_CASES, *THROUGHPUT_CASES, *BULK_CASES, *IDLE_CASES, *MALLOC_CASES)

@@ -26,6 +26,9 @@ Options (each also read from an environment variable, for tox and CI):
   (A B C A B C ...), which makes slow drift on a shared machine hit each alike. Each
   round is one pytest-benchmark entry (``extra_info["round"]``); the report pairs them.
   Six rounds is the fewest for which the median's 95% interval exists.
+- ``--bench-case-rounds CASE=N,...`` (``BENCH_CASE_ROUNDS``): N rounds for the case
+  whose id is CASE (``1KiB-x64=12``), the other cases keeping ``--bench-rounds``: more
+  rounds where a narrow interval matters, without the hours of giving them to every case.
 - ``--bench-foreign-threshold PCT`` (``BENCH_FOREIGN_THRESHOLD``, default 5): a measured
   window in which processes other than the server, the load generator and this harness
   used more CPU than PCT % of one core is discarded and run again; ``none`` keeps every
@@ -58,7 +61,7 @@ import pytest
 import pollers
 from pollers.registry import DESCRIPTOR_LIMITS
 
-from .cases import EchoCase
+from .cases import ALL_CASES, EchoCase
 from .foreign import FOREIGN_RERUNS, FOREIGN_THRESHOLD_PCT
 from .harness import (
     BenchmarkError,
@@ -104,6 +107,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-rounds", type=int, default=None,
                     help=f"interleaved rounds per echo case (env BENCH_ROUNDS, default "
                     f"{FULL_ROUNDS}, {CHEAP_ROUNDS} in the cheap mode)")
+    group.addoption("--bench-case-rounds", default=None,
+                    help="rounds for some cases, by case id: 1KiB-x64=12,64B=8 "
+                    "(env BENCH_CASE_ROUNDS; the others keep --bench-rounds)")
     group.addoption("--bench-lock", default=None,
                     help="flock this file while each echo case runs (env BENCH_LOCK)")
     group.addoption("--bench-foreign-threshold", default=None,
@@ -145,6 +151,16 @@ class BenchSettings:
     foreign_threshold: Optional[float] = FOREIGN_THRESHOLD_PCT
     foreign_reruns: int = FOREIGN_RERUNS
     costs: str = "all"
+    #: Rounds of the cases that do not take ``rounds``, by case id (--bench-case-rounds).
+    case_rounds: Tuple[Tuple[str, int], ...] = ()
+
+    def rounds_for(self, case_id: str) -> int:
+        """The number of rounds of the case ``case_id``."""
+        return dict(self.case_rounds).get(case_id, self.rounds)
+
+    @property
+    def most_rounds(self) -> int:
+        return max([self.rounds, *(n for _case, n in self.case_rounds)])
 
     @property
     def cheap(self) -> bool:
@@ -189,6 +205,8 @@ def settings(config: pytest.Config) -> BenchSettings:
             CHEAP_ROUNDS if duration < CHEAP_DURATION else FULL_ROUNDS)
     if not 1 <= rounds <= 50:
         raise pytest.UsageError(f"--bench-rounds {rounds}: give 1 to 50 rounds")
+    case_rounds = _case_rounds(config.getoption("--bench-case-rounds")
+                               or os.environ.get("BENCH_CASE_ROUNDS", ""))
     threshold_text = (config.getoption("--bench-foreign-threshold")
                       or os.environ.get("BENCH_FOREIGN_THRESHOLD", "")
                       or f"{FOREIGN_THRESHOLD_PCT}")
@@ -220,6 +238,7 @@ def settings(config: pytest.Config) -> BenchSettings:
         foreign_threshold=threshold,
         foreign_reruns=reruns,
         costs=costs,
+        case_rounds=case_rounds,
     )
     if result.realtime:
         reason = realtime_unavailable_reason()
@@ -227,6 +246,27 @@ def settings(config: pytest.Config) -> BenchSettings:
             raise pytest.UsageError(f"--bench-realtime: {reason}")
     config.stash[_SETTINGS] = result
     return result
+
+
+def _case_rounds(text: str) -> Tuple[Tuple[str, int], ...]:
+    """Parse ``CASE=N,CASE=N`` (--bench-case-rounds) against the cases that exist."""
+    known = {case.id for case in ALL_CASES}
+    parsed: List[Tuple[str, int]] = []
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        case_id, sep, number = part.partition("=")
+        if not sep or not number.strip().isdigit():
+            raise pytest.UsageError(f"--bench-case-rounds {part!r}: write CASE=N, "
+                                    "e.g. 1KiB-x64=12")
+        if case_id.strip() not in known:
+            raise pytest.UsageError(f"--bench-case-rounds: no case {case_id.strip()!r}; the "
+                                    f"cases are {', '.join(sorted(known))}")
+        rounds = int(number)
+        if not 1 <= rounds <= 50:
+            raise pytest.UsageError(f"--bench-case-rounds {part}: give 1 to 50 rounds")
+        parsed.append((case_id.strip(), rounds))
+    return tuple(parsed)
 
 
 def _interpreter_ids(pythons: List[str]) -> List[str]:
@@ -247,7 +287,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = [name for name in pollers.VARIANTS if bench.selected(name)]
         metafunc.parametrize("variant", names, ids=names)
     if "bench_round" in metafunc.fixturenames:
-        numbers = list(range(1, bench.rounds + 1))
+        numbers = list(range(1, bench.most_rounds + 1))
         metafunc.parametrize("bench_round", numbers, ids=[f"r{n}" for n in numbers])
 
 
@@ -266,7 +306,24 @@ def _interleave_key(item: pytest.Item) -> Optional[str]:
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: List[pytest.Item]) -> None:
-    """Interleave each echo case's runs: round 1 of every target, then round 2, ..."""
+    """Interleave each echo case's runs: round 1 of every target, then round 2, ...
+
+    Rounds past a case's own number (`BenchSettings.rounds_for`) are deselected.
+    """
+    bench = settings(config)
+    kept: List[pytest.Item] = []
+    extra: List[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "bench_round" in callspec.params:
+            case = callspec.params.get("case")
+            if int(callspec.params["bench_round"]) > bench.rounds_for(getattr(case, "id", "")):
+                extra.append(item)
+                continue
+        kept.append(item)
+    if extra:
+        config.hook.pytest_deselected(items=extra)
+        items[:] = kept
     blocks: Dict[str, List[Tuple[int, int, pytest.Item]]] = {}
     order: List[Any] = []
     for index, item in enumerate(items):
@@ -424,7 +481,7 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, request: pytest.Fixt
     interpreter = probe(server_python)
     tracker = pytestconfig.stash.get(_PROGRESS, None) or Progress(total=1)
     where = pytestconfig.stash.get(_POSITIONS, {}).get(
-        request.node.nodeid, Position(1, 1, bench_round, bench.rounds, 1, 1))
+        request.node.nodeid, Position(1, 1, bench_round, bench.most_rounds, 1, 1))
 
     def run(case: EchoCase, setting: str = "", server_env: Optional[Dict[str, str]] = None,
             close_one_first: bool = False) -> None:
@@ -467,7 +524,7 @@ def echo_bench(benchmark: Any, pytestconfig: pytest.Config, request: pytest.Fixt
             "target_kind": target.kind, "description": target.description,
             "server_python": server_python,
             "server_args": " ".join(bench.server_args) if target.kind == "variant" else "",
-            "round": bench_round, "rounds": bench.rounds, "cheap": bench.cheap,
+            "round": bench_round, "rounds": bench.rounds_for(case.id), "cheap": bench.cheap,
             "setting": setting,
             "server_env": " ".join(f"{k}={v}" for k, v in sorted((server_env or {}).items())),
             "close_one_first": close_one_first,
@@ -546,6 +603,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "duration_s": bench.duration,
         "warmup_s": bench.warmup,
         "rounds": bench.rounds,
+        "case_rounds": dict(bench.case_rounds),
         "cheap": bench.cheap,
         "foreign_threshold_pct": bench.foreign_threshold,
         "foreign_reruns": bench.foreign_reruns,
