@@ -301,7 +301,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("\nDeterministic costs per message (benchmarks.costs, counted once per revision):")
         print(costs_table)
         regressions += worse
-    return regressions_status(regressions, args.threshold)
+    rule = f"(timings: a loss past {args.threshold:.0%} beyond doubt" + (
+        "; costs: instructions up more than 1% or system calls up per message)" if costs else ")")
+    return regressions_status(regressions, rule)
 
 
 if __name__ == "__main__":

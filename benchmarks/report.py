@@ -711,6 +711,22 @@ def write(run: Run, out: Path, comparison: Optional[List[Block]] = None,
     return markdown, html, len(charts)
 
 
+def merged(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Several saved runs as one, for ``--slim``: the first run's facts, every run's entries,
+    and the server interpreters of them all (a costs-only run under another interpreter
+    joins a full run this way)."""
+    data = runs[0]
+    facts = data.setdefault("machine_info", {}).setdefault("pollers_bench", {})
+    interpreters = facts.setdefault("server_interpreters", [])
+    for other in runs[1:]:
+        data.setdefault("benchmarks", []).extend(other.get("benchmarks", []))
+        more = other.get("machine_info", {}).get("pollers_bench", {})
+        for interpreter in more.get("server_interpreters", []):
+            if interpreter not in interpreters:
+                interpreters.append(interpreter)
+    return data
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
                                      description=(__doc__ or "").split("\n\n")[0])
@@ -733,7 +749,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "the machine during the run")
     parser.add_argument("--slim", type=Path, metavar="OUT.json",
                         help="also write the run cut down to what the report reads, with the "
-                        "notes (one input file only): the report of OUT.json is this report")
+                        "notes (several inputs are joined into one): the report of OUT.json "
+                        "is this report")
     args = parser.parse_args(argv)
     if not 0 <= args.threshold < 1:
         parser.error("--threshold is a fraction between 0 and 1")
@@ -743,9 +760,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     notes = args.note or run.notes
     machine_notes = args.machine_note or run.machine_notes
     if args.slim is not None:
-        if len(args.runs) != 1:
-            parser.error("--slim takes one run")
-        data = json.loads(args.runs[0].read_text())
+        data = merged([json.loads(path.read_text()) for path in args.runs])
         args.slim.write_text(dump_slim(slim(data, notes, machine_notes)))
     comparison: Optional[List[Block]] = None
     regressions: List[str] = []
@@ -754,7 +769,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                           args.compare_on)
     markdown, html, charts = write(run, args.out, comparison, notes, machine_notes)
     print(f"wrote {markdown} and {html} ({len(run.rows)} results, {charts} charts)")
-    return regressions_status(regressions, args.threshold)
+    return regressions_status(regressions, f"past {args.threshold:.0%}")
 
 
 if __name__ == "__main__":

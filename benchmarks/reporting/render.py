@@ -218,11 +218,13 @@ def to_html(document: Document) -> str:
     return "\n".join(parts)
 
 
-def regressions_status(regressions: Sequence[str], threshold: float) -> int:
-    """A command's exit status: 1 after listing ``regressions`` on stderr, else 0."""
+def regressions_status(regressions: Sequence[str], rule: str) -> int:
+    """A command's exit status: 1 after listing ``regressions`` on stderr, else 0.
+
+    ``rule`` says what made them regressions ("past 5%")."""
     if not regressions:
         return 0
-    print(f"{len(regressions)} regression(s) past {threshold:.0%}:", file=sys.stderr)
+    print(f"{len(regressions)} regression(s) {rule}:", file=sys.stderr)
     for line in regressions:
         print(f"  {line}", file=sys.stderr)
     return 1

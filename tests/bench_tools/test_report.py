@@ -170,6 +170,27 @@ def test_the_slim_json_keeps_the_report_and_drops_the_copies(tmp_path: Path) -> 
     assert json.loads(again.read_text()) == data  # slimming is idempotent
 
 
+def test_slim_joins_several_runs_into_one(tmp_path: Path) -> None:
+    """A costs-only run under another interpreter joins a full run: one slim file holds
+    the entries of both, and rebuilds the report the two files make."""
+    data = json.loads(EXAMPLE.read_text())
+    entries = data["benchmarks"]
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps({**data, "benchmarks": entries[: len(entries) // 2]}))
+    second.write_text(json.dumps({**data, "benchmarks": entries[len(entries) // 2 :]}))
+    joined = tmp_path / "joined.json"
+    two = [str(first), str(second), "--out", str(tmp_path / "two"), "--slim", str(joined)]
+    assert main(two) == 0
+    assert json.loads(joined.read_text())["benchmarks"] == entries
+    assert main([str(joined), "--out", str(tmp_path / "one")]) == 0
+
+    def text(name: str) -> list[str]:  # but the lines naming the input files and their commits
+        lines = (tmp_path / name / "report.md").read_text().splitlines()
+        return [line for line in lines if not line.startswith(("| runs |", "| commit |"))]
+
+    assert text("one") == text("two")
+
+
 def test_the_report_shows_foreign_cpu_reruns_and_unclean_runs(tmp_path: Path) -> None:
     run = foreign_and_costs_run(tmp_path / "run.json")
     assert main([str(run), "--out", str(tmp_path / "r")]) == 0
