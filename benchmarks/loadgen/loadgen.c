@@ -10,7 +10,10 @@
  *
  * It prints "MARK window-start" and "MARK window-end" lines (flushed) at the
  * edges of the measured window, so that a driver can sample the server's CPU
- * time over exactly that window. The run is always bounded: a hard deadline
+ * time over exactly that window. With --sync 1 it then waits for one byte on
+ * stdin (the driver's "sampled") before it starts the window's clock and
+ * traffic, or goes on to drain: a driver that is slow to read the mark (a busy
+ * machine, or real-time load beside it) still samples at the window's edges. The run is always bounded: a hard deadline
  * (--deadline) ends it with an error, and alarm() backs that up.
  *
  * Usage: loadgen --port P [--host 127.0.0.1] [--connections N] [--depth D]
@@ -104,6 +107,7 @@ struct options {
     double duration;
     int idle;
     double deadline;
+    int sync;
 };
 
 /* ---- state ---- */
@@ -342,6 +346,12 @@ static int check_idle(int *idle_fds, int count) {
 static void mark(const char *what) {
     printf("MARK %s\n", what);
     fflush(stdout);
+    if (opt.sync) {
+        char byte;
+        ssize_t n;
+        do n = read(STDIN_FILENO, &byte, 1); while (n < 0 && errno == EINTR);
+        if (n != 1) report_error("--sync: the driver closed stdin at MARK %s", what);
+    }
 }
 
 static void run_loop_until(uint64_t until, uint64_t hard_deadline, int drain) {
@@ -392,7 +402,8 @@ static void on_alarm(int sig) {
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P [--host 127.0.0.1] [--connections N] [--depth D] [--size S]\n"
-            "               [--warmup SECONDS] [--duration SECONDS] [--idle I] [--deadline SECONDS]\n");
+            "               [--warmup SECONDS] [--duration SECONDS] [--idle I] [--deadline SECONDS]\n"
+            "               [--sync 1]\n");
     exit(2);
 }
 
@@ -407,6 +418,7 @@ static void parse(int argc, char **argv) {
     opt.duration = 2.0;
     opt.idle = 0;
     opt.deadline = 0;
+    opt.sync = 0;
     for (i = 1; i < argc; i++) {
         const char *name = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -420,6 +432,7 @@ static void parse(int argc, char **argv) {
         else if (!strcmp(name, "--duration")) opt.duration = atof(value);
         else if (!strcmp(name, "--idle")) opt.idle = atoi(value);
         else if (!strcmp(name, "--deadline")) opt.deadline = atof(value);
+        else if (!strcmp(name, "--sync")) opt.sync = atoi(value);
         else usage();
         i++;
     }
@@ -536,9 +549,9 @@ int main(int argc, char **argv) {
         }
         run_loop_until(now + (uint64_t)(opt.warmup * 1e9), hard_deadline, 0);
     }
+    mark("window-start");
     cpu_start = cpu_seconds();
     window_start = now_ns();
-    mark("window-start");
     in_window = 1;
     if (!error_count) run_loop_until(window_start + (uint64_t)(opt.duration * 1e9), hard_deadline, 0);
     in_window = 0;

@@ -451,6 +451,16 @@ class ServerProcess:
 # -- one run ---------------------------------------------------------------------------
 
 
+def _sampled(loadgen: subprocess.Popen[str]) -> None:
+    """Tell a ``--sync`` load generator that its window mark has been sampled."""
+    assert loadgen.stdin is not None
+    try:
+        loadgen.stdin.write("\n")
+        loadgen.stdin.flush()
+    except OSError:
+        pass  # it has died: its exit status and report say why
+
+
 def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
                 realtime: bool = False
                 ) -> Tuple[Dict[str, Any], float, str, Optional[int], Optional[float]]:
@@ -458,8 +468,11 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
     how that CPU time was read, the server's RSS at the window's end and the foreign
     CPU % of the window (`foreign_cpu_percent`; None if the marks were not seen)."""
     command = [*pin_prefix(cpus), str(build("loadgen")), "--host", server.host,
-               "--port", str(server.port), *spec.arguments()]
-    loadgen = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+               "--port", str(server.port), *spec.arguments(), "--sync", "1"]
+    # --sync: the load generator waits at each window mark until the CPU times are
+    # sampled (`_sampled`), so that a harness slow to read the mark still samples at
+    # the window's edges.
+    loadgen = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
                                preexec_fn=_child_setup(cpus, realtime))
     watchdog = threading.Timer(spec.time_budget + 10, loadgen.kill)
@@ -477,10 +490,12 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
             if line.startswith("MARK window-start"):
                 cpu_start, source = processes_cpu_seconds(server.pids)
                 first = ForeignSample.take(ours)
+                _sampled(loadgen)
             elif line.startswith("MARK window-end"):
                 cpu_end, source = processes_cpu_seconds(server.pids)
                 if first is not None:
                     foreign = foreign_cpu_percent(first, ForeignSample.take(ours))
+                _sampled(loadgen)
                 rss_after = processes_rss_kib(server.pids)
             elif line.strip():
                 last = line
@@ -491,6 +506,8 @@ def run_loadgen(server: ServerProcess, spec: LoadSpec, cpus: CpuSet,
         if loadgen.poll() is None:
             loadgen.kill()
             loadgen.wait(10)
+        if loadgen.stdin is not None:
+            loadgen.stdin.close()
     try:
         report: Dict[str, Any] = json.loads(last)
     except ValueError:
