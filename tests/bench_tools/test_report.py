@@ -10,6 +10,7 @@ from typing import List
 import pytest
 
 from benchmarks.report import main
+from benchmarks.reporting.charts import COSTS_CHART
 from benchmarks.reporting.data import load, paired_speedup
 from benchmarks.reporting.fixtures import EXAMPLE, foreign_and_costs_run, write_run
 
@@ -37,7 +38,7 @@ def test_every_case_has_a_sorted_dot_plot_with_intervals_and_hover_values(
         tmp_path: Path) -> None:
     assert main([str(EXAMPLE), "--out", str(tmp_path)]) == 0
     run = load([EXAMPLE])
-    charts = sorted(tmp_path.glob("chart-*.svg"))
+    charts = sorted(path for path in tmp_path.glob("chart-*.svg") if path.name != COSTS_CHART)
     echo_groups = [g for g, kind, _r in run.groups() + run.groups(sections=True)
                    if kind != "primitive"]
     assert len(charts) == len(echo_groups)
@@ -164,7 +165,8 @@ def test_the_slim_json_keeps_the_report_and_drops_the_copies(tmp_path: Path) -> 
     for entry in data["benchmarks"]:
         assert set(entry) <= {"group", "name", "extra_info", "stats"}
         assert "data" not in entry.get("stats", {})
-    assert EXAMPLE.stat().st_size < 1_000_000
+    # One line of the figures the report reads per round, no copies: under 1 KB a round.
+    assert EXAMPLE.stat().st_size < 1000 * len(data["benchmarks"]) + 50_000
     again = tmp_path / "again.json"
     assert main([str(EXAMPLE), "--out", str(tmp_path / "a"), "--slim", str(again)]) == 0
     assert json.loads(again.read_text()) == data  # slimming is idempotent
@@ -182,6 +184,17 @@ def test_slim_joins_several_runs_into_one(tmp_path: Path) -> None:
     two = [str(first), str(second), "--out", str(tmp_path / "two"), "--slim", str(joined)]
     assert main(two) == 0
     assert json.loads(joined.read_text())["benchmarks"] == entries
+    # A case run again replaces the rounds it ran again, as the report would read them.
+    again = [dict(entry) for entry in entries if entry["extra_info"].get("round") == 1]
+    for entry in again:
+        entry["extra_info"] = {**entry["extra_info"], "round_trips_per_s": 1.0}
+    rerun = tmp_path / "rerun.json"
+    rerun.write_text(json.dumps({**data, "benchmarks": again}))
+    replaced = tmp_path / "replaced.json"
+    both = [str(EXAMPLE), str(rerun), "--out", str(tmp_path / "r"), "--slim", str(replaced)]
+    assert main(both) == 0
+    kept = json.loads(replaced.read_text())["benchmarks"]
+    assert len(kept) == len(entries) and kept[-len(again):] == again
     assert main([str(joined), "--out", str(tmp_path / "one")]) == 0
 
     def text(name: str) -> list[str]:  # but the lines naming the input files and their commits
@@ -229,7 +242,16 @@ def test_the_report_tables_and_charts_the_costs_per_message(tmp_path: Path) -> N
 
 
 def test_a_run_without_the_new_figures_says_not_recorded(tmp_path: Path) -> None:
-    assert main([str(EXAMPLE), "--out", str(tmp_path)]) == 0
+    """A run saved before the foreign CPU figures and the costs (the example without them)."""
+    newer = ("foreign_cpu_pct", "foreign_threshold_pct", "discarded_windows", "clean_window")
+    data = json.loads(EXAMPLE.read_text())
+    data["benchmarks"] = [
+        {**entry, "extra_info": {k: v for k, v in entry["extra_info"].items() if k not in newer}}
+        for entry in data["benchmarks"] if entry["extra_info"].get("kind") != "costs"
+    ]
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps(data))
+    assert main([str(older), "--out", str(tmp_path)]) == 0
     text = (tmp_path / "report.md").read_text()
     assert "Foreign CPU (other work on the machine during each window): not recorded" in text
     section = text.split("## Deterministic costs per message", 1)[1].split("\n## ", 1)[0]

@@ -43,7 +43,7 @@ def test_chromium_renders_the_report_without_a_console_error(tmp_path: Path) -> 
     assert visit.errors == []
     facts = json.loads(visit.value)
     assert facts["ready"] == "yes"  # the page's script ran to its end
-    assert facts["charts"] == facts["drawn"] == len(cases)
+    assert facts["charts"] == facts["drawn"] == len(cases) + (1 if run.costs else 0)
     assert facts["hovers"] == 2 * sum(len(rows) for g, _k, rows in
                                       run.groups() + run.groups(sections=True) if g in cases)
     assert facts["summary"] and facts["environment"] and facts["tables"] >= len(cases)
