@@ -50,6 +50,7 @@ from .reporting.data import (
     Run,
     dump_slim,
     family,
+    joined,
     load,
     paired_speedup,
     slim,
@@ -711,40 +712,6 @@ def write(run: Run, out: Path, comparison: Optional[List[Block]] = None,
     return markdown, html, len(charts)
 
 
-def _entry_key(entry: Dict[str, Any], index: int) -> Tuple[Any, ...]:
-    """What `load` gathers an entry under: a later run's entry with the same key replaces it
-    (a round of a case, target, interpreter and setting; a target's costs per interpreter)."""
-    extra = entry.get("extra_info") or {}
-    if extra.get("kind") == "costs":
-        return ("costs", extra.get("target"), extra.get("interpreter"))
-    if "round" not in extra:
-        return ("entry", index)  # an in-process primitive: kept as it is
-    return (entry.get("group") or extra.get("group"), extra.get("target"),
-            extra.get("interpreter"), extra.get("setting", ""), extra.get("round"))
-
-
-def merged(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Several saved runs as one, for ``--slim``: the first run's facts, the server
-    interpreters of them all, and every run's entries, a later run's replacing an earlier
-    one's as `load` does (a costs-only run under another interpreter, or a case run again,
-    joins a full run this way)."""
-    data = runs[0]
-    facts = data.setdefault("machine_info", {}).setdefault("pollers_bench", {})
-    interpreters = facts.setdefault("server_interpreters", [])
-    entries: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
-    for number, run in enumerate(runs):
-        for index, entry in enumerate(run.get("benchmarks", [])):
-            key = _entry_key(entry, number * 1_000_000 + index)
-            entries.pop(key, None)
-            entries[key] = entry
-        more = run.get("machine_info", {}).get("pollers_bench", {})
-        for interpreter in more.get("server_interpreters", []):
-            if interpreter not in interpreters:
-                interpreters.append(interpreter)
-    data["benchmarks"] = list(entries.values())
-    return data
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
                                      description=(__doc__ or "").split("\n\n")[0])
@@ -778,7 +745,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     notes = args.note or run.notes
     machine_notes = args.machine_note or run.machine_notes
     if args.slim is not None:
-        data = merged([json.loads(path.read_text()) for path in args.runs])
+        data = joined([json.loads(path.read_text()) for path in args.runs])
         args.slim.write_text(dump_slim(slim(data, notes, machine_notes)))
     comparison: Optional[List[Block]] = None
     regressions: List[str] = []

@@ -13,8 +13,9 @@
  * time over exactly that window. With --sync 1 it then waits for one byte on
  * stdin (the driver's "sampled") before it starts the window's clock and
  * traffic, or goes on to drain: a driver that is slow to read the mark (a busy
- * machine, or real-time load beside it) still samples at the window's edges. The run is always bounded: a hard deadline
- * (--deadline) ends it with an error, and alarm() backs that up.
+ * machine, or real-time load beside it) still samples at the window's edges.
+ * The run is always bounded: a hard deadline (--deadline) ends it with an
+ * error, and alarm() backs that up.
  *
  * Usage: loadgen --port P [--host 127.0.0.1] [--connections N] [--depth D]
  *                [--size S] [--warmup W] [--duration T] [--idle I]

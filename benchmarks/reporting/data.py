@@ -363,6 +363,45 @@ def _figures_from(benchmark: Dict[str, Any], pytest_python: str) -> Optional[Dic
     return extra
 
 
+def _add_interpreters(machine: Dict[str, Any], other: Dict[str, Any]) -> None:
+    """Add ``other``'s server interpreters to ``machine``'s (the facts of several runs)."""
+    extra = other.get("pollers_bench", {}).get("server_interpreters", [])
+    known = machine.setdefault("pollers_bench", {}).setdefault("server_interpreters", [])
+    known.extend(item for item in extra if item not in known)
+
+
+def _entry_key(entry: Dict[str, Any], run: int, index: int) -> Tuple[Any, ...]:
+    """What `load` gathers an entry under, so that a later run's entry with the same key
+    replaces it: a round of a case, target, interpreter and setting, or a target's costs
+    per interpreter. An in-process primitive is kept as it is."""
+    extra = entry.get("extra_info") or {}
+    if extra.get("kind") == "costs":
+        return ("costs", extra.get("target"), extra.get("interpreter"))
+    if "round" not in extra:
+        return ("entry", run, index)
+    return (entry.get("group") or extra.get("group"), extra.get("target"),
+            extra.get("interpreter"), extra.get("setting", ""), extra.get("round"))
+
+
+def joined(runs: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Several saved runs as one (``report --slim`` of several files): the first run's
+    facts with the server interpreters of all, and every run's entries, a later run's
+    replacing an earlier one's as `load` does. A costs-only run under another interpreter,
+    or a case run again, joins a full run this way. Built in the first run's dict."""
+    data = runs[0]
+    data.setdefault("machine_info", {})
+    entries: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
+    for number, run in enumerate(runs):
+        if number:
+            _add_interpreters(data["machine_info"], run.get("machine_info") or {})
+        for index, entry in enumerate(run.get("benchmarks", [])):
+            key = _entry_key(entry, number, index)
+            entries.pop(key, None)  # the later entry takes the later place, as in a run
+            entries[key] = entry
+    data["benchmarks"] = list(entries.values())
+    return data
+
+
 def load(paths: Sequence[Path]) -> Run:
     """Read saved runs. Rounds of the same case, target, interpreter and setting are gathered
     into one row; a later file's round replaces an earlier one with the same number."""
@@ -381,11 +420,8 @@ def load(paths: Sequence[Path]) -> Run:
             stored = machine.get(NOTES_KEY) or {}
             run.notes = list(stored.get("notes", []))
             run.machine_notes = list(stored.get("machine_notes", []))
-        else:  # merge the server interpreters of several runs
-            extra = machine.get("pollers_bench", {}).get("server_interpreters", [])
-            bench = run.machine.setdefault("pollers_bench", {})
-            known = bench.setdefault("server_interpreters", [])
-            known.extend(item for item in extra if item not in known)
+        else:
+            _add_interpreters(run.machine, machine)
         run.dates.append(str(data.get("datetime", "?")))
         commit = data.get("commit_info") or {}
         if commit.get("id"):

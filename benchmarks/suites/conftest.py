@@ -52,7 +52,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
@@ -152,15 +152,15 @@ class BenchSettings:
     foreign_reruns: int = FOREIGN_RERUNS
     costs: str = "all"
     #: Rounds of the cases that do not take ``rounds``, by case id (--bench-case-rounds).
-    case_rounds: Tuple[Tuple[str, int], ...] = ()
+    case_rounds: Dict[str, int] = field(default_factory=dict)
 
     def rounds_for(self, case_id: str) -> int:
         """The number of rounds of the case ``case_id``."""
-        return dict(self.case_rounds).get(case_id, self.rounds)
+        return self.case_rounds.get(case_id, self.rounds)
 
     @property
     def most_rounds(self) -> int:
-        return max([self.rounds, *(n for _case, n in self.case_rounds)])
+        return max([self.rounds, *self.case_rounds.values()])
 
     @property
     def cheap(self) -> bool:
@@ -248,25 +248,22 @@ def settings(config: pytest.Config) -> BenchSettings:
     return result
 
 
-def _case_rounds(text: str) -> Tuple[Tuple[str, int], ...]:
+def _case_rounds(text: str) -> Dict[str, int]:
     """Parse ``CASE=N,CASE=N`` (--bench-case-rounds) against the cases that exist."""
     known = {case.id for case in ALL_CASES}
-    parsed: List[Tuple[str, int]] = []
-    for part in (piece.strip() for piece in text.split(",")):
-        if not part:
-            continue
-        case_id, sep, number = part.partition("=")
-        if not sep or not number.strip().isdigit():
+    parsed: Dict[str, int] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        case_id, sep, number = (piece.strip() for piece in part.partition("="))
+        if not sep or not number.isdigit():
             raise pytest.UsageError(f"--bench-case-rounds {part!r}: write CASE=N, "
                                     "e.g. 1KiB-x64=12")
-        if case_id.strip() not in known:
-            raise pytest.UsageError(f"--bench-case-rounds: no case {case_id.strip()!r}; the "
+        if case_id not in known:
+            raise pytest.UsageError(f"--bench-case-rounds: no case {case_id!r}; the "
                                     f"cases are {', '.join(sorted(known))}")
-        rounds = int(number)
-        if not 1 <= rounds <= 50:
+        if not 1 <= int(number) <= 50:
             raise pytest.UsageError(f"--bench-case-rounds {part}: give 1 to 50 rounds")
-        parsed.append((case_id.strip(), rounds))
-    return tuple(parsed)
+        parsed[case_id] = int(number)
+    return parsed
 
 
 def _interpreter_ids(pythons: List[str]) -> List[str]:
@@ -603,7 +600,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config,
         "duration_s": bench.duration,
         "warmup_s": bench.warmup,
         "rounds": bench.rounds,
-        "case_rounds": dict(bench.case_rounds),
+        "case_rounds": bench.case_rounds,
         "cheap": bench.cheap,
         "foreign_threshold_pct": bench.foreign_threshold,
         "foreign_reruns": bench.foreign_reruns,
